@@ -1,0 +1,16 @@
+import type { Argv } from 'yargs';
+import type { CommandHandler } from '../main.js';
+import type { GlobalOptions } from '../context.js';
+import { keysCommand } from './keys.js';
+
+/**
+ * Wraps a command body so the CLI records its exit code. yargs types a handler's
+ * argv loosely; each command declares the shape it reads as `A`.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Wrap = <A>(handler: CommandHandler<A & GlobalOptions>) => (args: any) => Promise<void>;
+
+/** Registers every top-level command on the parser. */
+export function registerCommands(parser: Argv, wrap: Wrap): void {
+  parser.command(keysCommand(wrap));
+}

@@ -1,0 +1,84 @@
+import { readFileSync } from 'node:fs';
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { createContext, type CommandContext, type GlobalOptions } from './context.js';
+import { ExitCode, exitCodeFor, type ExitCodeValue } from './exitCodes.js';
+import { createOutput } from './output.js';
+import { registerCommands } from './commands/index.js';
+import { PgRekeyError } from '../errors.js';
+
+const version = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string })
+  .version;
+
+/** A command's body: gets the invocation's context, returns the exit code. */
+export type CommandHandler<A> = (ctx: CommandContext, argv: A) => Promise<ExitCodeValue>;
+
+/** Runs the CLI on `argv` and resolves to the process exit code; never calls process.exit. */
+export async function runCli(argv: string[]): Promise<ExitCodeValue> {
+  let exitCode: ExitCodeValue = ExitCode.OK;
+  const json = argv.includes('--json');
+  const parser: Argv = yargs(argv)
+    .scriptName('pg-rekey')
+    .usage('$0 <command> [options]\n\nRotate the keys of application-encrypted PostgreSQL columns, online and resumable.')
+    .option('config', {
+      type: 'string',
+      default: './pg-rekey.config.json',
+      describe: 'Config file: keys, targets, schema (see README "Config")',
+      global: true,
+    })
+    .option('database-url', {
+      type: 'string',
+      describe: 'PostgreSQL connection URL (default: env DATABASE_URL)',
+      global: true,
+    })
+    .option('json', { type: 'boolean', default: false, describe: 'Print results as JSON', global: true })
+    .option('log-level', {
+      type: 'string',
+      choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+      default: 'info',
+      describe: 'Log level of the JSON log lines on stderr',
+      global: true,
+    })
+    .version(version)
+    .alias('help', 'h')
+    .strict()
+    .demandCommand(1, 'Name a command; see pg-rekey --help')
+    .recommendCommands()
+    .wrap(Math.min(110, process.stdout.columns ?? 100))
+    .epilogue(
+      'Exit codes: 0 ok · 1 finished with failures · 2 usage, config or key error · 3 schema missing or incompatible ·\n' +
+        '4 conflict with another run · 69 database unavailable · 70 internal error · 75 stopped early, run again to resume',
+    )
+    .exitProcess(false)
+    .fail((message, error) => {
+      // yargs reports usage mistakes here; errors thrown by handlers are rethrown.
+      if (error) throw error;
+      throw new UsageUnderYargs(message);
+    });
+
+  registerCommands(parser, (handler) => async (args: GlobalOptions) => {
+    exitCode = await handler(createContext(args), args as never);
+  });
+
+  try {
+    await parser.parseAsync();
+  } catch (error) {
+    const output = createOutput({ json });
+    if (error instanceof UsageUnderYargs) {
+      output.error('USAGE', `${error.message}\nRun "pg-rekey --help" for usage.`);
+      return ExitCode.USAGE_OR_CONFIG;
+    }
+    if (error instanceof PgRekeyError) {
+      output.error(error.code, error.message);
+    } else {
+      // An unexpected error may carry a driver message; print only its class and
+      // message (never a query's parameters, which pg-rekey never sends secrets in anyway).
+      output.error('INTERNAL', `internal error: ${(error as Error)?.message ?? String(error)}`);
+    }
+    return exitCodeFor(error);
+  }
+  return exitCode;
+}
+
+/** A usage mistake found by yargs (unknown option, missing argument). */
+class UsageUnderYargs extends Error {}

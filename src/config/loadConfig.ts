@@ -1,0 +1,113 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import { ConfigError } from '../errors.js';
+import { configFileSchema, type ConfigFile, type FormatId } from './configSchema.js';
+
+/** A configured key: its id and where its secret comes from (never the secret). */
+export interface KeyRef {
+  readonly id: string;
+  readonly secret: string;
+}
+
+/** A target table with its resolved schema-qualified name. */
+export interface TargetConfig {
+  readonly schema: string;
+  readonly table: string;
+  /** Key columns, or undefined to use the table's primary key. */
+  readonly key: readonly string[] | undefined;
+  readonly columns: readonly string[];
+  readonly format: FormatId;
+}
+
+/** The validated, frozen configuration every command works from. */
+export interface ResolvedConfig {
+  /** Absolute path of the config file it came from. */
+  readonly configPath: string;
+  /** Directory that relative paths (file: secrets, migrationsDir) resolve against. */
+  readonly baseDir: string;
+  readonly keys: readonly KeyRef[];
+  readonly targets: readonly TargetConfig[];
+  readonly schema: string;
+  readonly migrationsDir: string;
+  readonly rotationIntervalDays: number;
+}
+
+/** Splits "schema.table" (default schema public); quoted parts keep their dots. */
+export function splitTableName(name: string): { schema: string; table: string } {
+  const parts = name.match(/"(?:[^"]|"")+"|[^.]+/g) ?? [];
+  const unquote = (part: string) =>
+    part.startsWith('"') ? part.slice(1, -1).replace(/""/g, '"') : part;
+  if (parts.length === 1) return { schema: 'public', table: unquote(parts[0]!) };
+  if (parts.length === 2) return { schema: unquote(parts[0]!), table: unquote(parts[1]!) };
+  throw new ConfigError(`table "${name}" is not a valid name: expected "table" or "schema.table"`);
+}
+
+/** Formats zod issues as "path: what was expected" lines, one per problem. */
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => {
+      const where = issue.path
+        .map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`))
+        .join('');
+      return `  ${where || '(top level)'}: ${issue.message}`;
+    })
+    .join('\n');
+}
+
+/** Validates an already-parsed config object; `configPath` locates relative paths. */
+export function resolveConfig(raw: unknown, configPath: string): ResolvedConfig {
+  const parsed = configFileSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new ConfigError(`config file ${configPath} is invalid:\n${describeIssues(parsed.error)}`);
+  }
+  const file: ConfigFile = parsed.data;
+  const baseDir = path.dirname(path.resolve(configPath));
+  const targets = file.targets.map((t) => {
+    const { schema, table } = splitTableName(t.table);
+    return Object.freeze({
+      schema,
+      table,
+      key: t.key ? Object.freeze([...t.key]) : undefined,
+      columns: Object.freeze([...t.columns]),
+      format: t.format,
+    });
+  });
+  return Object.freeze({
+    configPath: path.resolve(configPath),
+    baseDir,
+    keys: Object.freeze(file.keys.map((k) => Object.freeze({ ...k }))),
+    targets: Object.freeze(targets),
+    schema: file.schema,
+    migrationsDir: path.resolve(baseDir, file.migrationsDir),
+    rotationIntervalDays: file.rotationIntervalDays,
+  });
+}
+
+/** Reads, parses and validates the config file at `configPath`. */
+export async function loadConfig(configPath: string): Promise<ResolvedConfig> {
+  let text: string;
+  try {
+    text = await readFile(configPath, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
+      throw new ConfigError(
+        `config file ${configPath} not found — create it (see README "Config") or pass --config <path>`,
+      );
+    }
+    throw new ConfigError(`config file ${configPath} cannot be read (${code ?? 'unknown error'})`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${configPath} is not valid JSON: ${(err as Error).message}`);
+  }
+  return resolveConfig(raw, configPath);
+}
+
+/** The "schema.table" display name of a target. */
+export function targetName(target: Pick<TargetConfig, 'schema' | 'table'>): string {
+  return `${target.schema}.${target.table}`;
+}

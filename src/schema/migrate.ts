@@ -1,0 +1,126 @@
+import { readdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { runner } from 'node-pg-migrate';
+import type { Logger } from 'pino';
+
+/** Where pg-rekey's own migrations ship: `<package>/migrations`, next to dist/. */
+export const OWN_MIGRATIONS_DIR = fileURLToPath(new URL('../../../migrations', import.meta.url));
+
+/** Our migrations table, inside our schema: never node-pg-migrate's default `pgmigrations`. */
+export const OWN_MIGRATIONS_TABLE = 'pgrekey_migrations';
+
+/** The table tracking target migrations (`target add` output), separately from ours. */
+export const TARGET_MIGRATIONS_TABLE = 'target_migrations';
+
+// Our own advisory lock id (node-pg-migrate's default is shared with the host
+// application's migrations, which would make us wait on, or block, theirs).
+// A session lock is fine here: a migration is short and runs on one connection.
+const MIGRATION_LOCK_ID = 0x7067726b; // "pgrk"
+
+/** What to migrate and how. */
+export interface MigrateOptions {
+  databaseUrl: string;
+  schema: string;
+  /** The target migrations directory (config.migrationsDir); absent = ours only. */
+  targetMigrationsDir?: string | undefined;
+  direction: 'up' | 'down';
+  /** For `down`: how many migrations to undo (default 1). */
+  count?: number;
+  /** Print the SQL instead of running it; nothing is written. */
+  dryRun?: boolean;
+  logger?: Logger;
+}
+
+/** The outcome of a migrate call: which migrations ran (or would run), and their SQL on dry runs. */
+export interface MigrateResult {
+  own: string[];
+  target: string[];
+  sql: string[];
+}
+
+/** Names (without extension) of pg-rekey's own migrations, in order. */
+export async function ownMigrationNames(): Promise<string[]> {
+  const files = await readdir(OWN_MIGRATIONS_DIR);
+  return files
+    .filter((f) => f.endsWith('.sql'))
+    .map((f) => f.replace(/\.sql$/, ''))
+    .sort();
+}
+
+/**
+ * Applies (or undoes) pg-rekey's migrations, then the target migrations.
+ * Several processes may run it at once: all wait on one advisory lock, the first
+ * applies, the others find nothing left to do. `down` undoes target migrations first.
+ */
+export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
+  const client = new pg.Client({ connectionString: options.databaseUrl, application_name: 'pg-rekey migrate' });
+  await client.connect();
+  const sql: string[] = [];
+  try {
+    // A dry run still makes node-pg-migrate create its schema and table to read
+    // what has run; doing it in a transaction we roll back keeps "nothing written".
+    if (options.dryRun) await client.query('BEGIN');
+    const run = (which: 'own' | 'target') => runOne(client, options, which, sql);
+    const result: MigrateResult = { own: [], target: [], sql };
+    const hasTargets = options.targetMigrationsDir !== undefined && (await directoryHasFiles(options.targetMigrationsDir));
+    if (options.direction === 'up') {
+      result.own = await run('own');
+      if (hasTargets) result.target = await run('target');
+    } else {
+      if (hasTargets) result.target = await run('target');
+      if (result.target.length === 0) result.own = await run('own');
+    }
+    return result;
+  } finally {
+    if (options.dryRun) await client.query('ROLLBACK').catch(() => undefined);
+    await client.end();
+  }
+}
+
+async function runOne(
+  client: pg.Client,
+  options: MigrateOptions,
+  which: 'own' | 'target',
+  sql: string[],
+): Promise<string[]> {
+  const own = which === 'own';
+  const ran = await runner({
+    dbClient: client,
+    dir: own ? OWN_MIGRATIONS_DIR : options.targetMigrationsDir!,
+    migrationsTable: own ? OWN_MIGRATIONS_TABLE : TARGET_MIGRATIONS_TABLE,
+    migrationsSchema: options.schema,
+    createMigrationsSchema: true,
+    // Ours are written unqualified and land in the configured schema via search_path;
+    // target migrations qualify every name themselves.
+    ...(own ? { schema: options.schema, createSchema: true } : {}),
+    direction: options.direction,
+    count: options.direction === 'down' ? (options.count ?? 1) : Infinity,
+    checkOrder: true,
+    dryRun: options.dryRun ?? false,
+    // Inside the dry run's transaction a session lock is pointless (and nothing is applied).
+    noLock: options.dryRun ?? false,
+    lockValue: MIGRATION_LOCK_ID,
+    advisoryLockMode: 'wait',
+    verbose: true,
+    logger: {
+      debug: (msg: string) => {
+        if (options.dryRun) sql.push(msg.trim());
+      },
+      info: (msg: string) => options.logger?.debug({ migration: which }, msg),
+      warn: (msg: string) => options.logger?.debug({ migration: which }, msg),
+      error: (msg: string) => options.logger?.error({ migration: which }, msg),
+    },
+  });
+  // The run for our schema set search_path on this shared connection; undo it.
+  if (own) await client.query('RESET search_path');
+  return ran.map((m) => m.name);
+}
+
+async function directoryHasFiles(dir: string): Promise<boolean> {
+  try {
+    return (await readdir(dir)).some((f) => !f.startsWith('.'));
+  } catch {
+    return false;
+  }
+}
