@@ -1,0 +1,63 @@
+import { qualifiedName, quoteIdent } from '../db/quote.js';
+import { sql, type Sql } from '../db/sql.js';
+import type { Queryable } from '../db/withTransaction.js';
+import { TargetError } from '../errors.js';
+import { sqlstateOf } from '../db/sqlstate.js';
+import type { TargetConfig } from '../config/loadConfig.js';
+import { targetName } from '../config/loadConfig.js';
+
+/** The key-version column that indexes the work for encrypted column `column` (DESIGN §3). */
+export function keyVersionColumn(column: string): string {
+  return `${column}_key_version`;
+}
+
+/** How the values of one target column are spread over keys. */
+export interface ColumnUsage {
+  target: string;
+  column: string;
+  /** Rows per registered key id (by key-version column). */
+  byKey: Record<string, number>;
+  /** Rows holding a value whose key version is unknown (NULL): still to examine. */
+  unknown: number;
+}
+
+function selectColumnUsageSql(schema: string, target: TargetConfig, column: string): Sql {
+  const c = quoteIdent(column);
+  return sql(
+    `SELECT k.key_id AS "keyId", count(*)::bigint AS rows
+       FROM ${qualifiedName({ schema: target.schema, name: target.table })} AS t
+       LEFT JOIN ${quoteIdent(schema)}.keys AS k ON k.version = t.${quoteIdent(keyVersionColumn(column))}
+      WHERE t.${c} IS NOT NULL AND t.${c} <> ''
+      GROUP BY k.key_id`,
+  );
+}
+
+/**
+ * Counts, per target column, the rows under each key and the rows whose key
+ * version is unknown. Needs the target migrations applied; says so otherwise.
+ */
+export async function keyUsage(db: Queryable, schema: string, targets: readonly TargetConfig[]): Promise<ColumnUsage[]> {
+  const usage: ColumnUsage[] = [];
+  for (const target of targets) {
+    for (const column of target.columns) {
+      let rows: { keyId: string | null; rows: string }[];
+      try {
+        rows = (await db.query<{ keyId: string | null; rows: string }>(selectColumnUsageSql(schema, target, column))).rows;
+      } catch (err) {
+        if (sqlstateOf(err) === '42703' || sqlstateOf(err) === '42P01') {
+          throw new TargetError(
+            `${targetName(target)}.${column} has no key-version column — run "pg-rekey target add" for it, then "pg-rekey migrate up"`,
+          );
+        }
+        throw err;
+      }
+      const entry: ColumnUsage = { target: targetName(target), column, byKey: {}, unknown: 0 };
+      for (const r of rows) {
+        if (r.keyId === null) entry.unknown += Number(r.rows);
+        else entry.byKey[r.keyId] = Number(r.rows);
+      }
+      usage.push(entry);
+    }
+  }
+  return usage;
+}
