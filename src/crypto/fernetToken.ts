@@ -1,0 +1,93 @@
+/**
+ * Fernet tokens, byte-compatible with pyca/cryptography's Fernet
+ * (https://github.com/fernet/spec):
+ *
+ *   0x80 | timestamp (uint64 BE, seconds) | IV (16) | AES-128-CBC PKCS7 ciphertext | HMAC-SHA256 (32)
+ *
+ * The HMAC covers everything before it, keyed with the first 16 bytes of the
+ * 32-byte Fernet key; the last 16 bytes are the AES key. Functions here work on
+ * raw token bytes; text encodings belong to the format handlers.
+ */
+import { createCipheriv, createDecipheriv, createHmac, timingSafeEqual } from 'node:crypto';
+
+/** The two halves of a 32-byte Fernet key, kept as Buffers so no per-value conversion is needed. */
+export interface FernetKey {
+  readonly signing: Buffer;
+  readonly encryption: Buffer;
+}
+
+/** Why a token's bytes are structurally unusable (no key needed to tell). */
+export type FernetShapeProblem = 'too-short' | 'bad-version' | 'bad-length' | 'timestamp-range';
+
+const VERSION = 0x80;
+const HEADER = 1 + 8 + 16;
+const MAC = 32;
+/** 2^53: larger timestamps cannot round-trip through a JS number, so they are refused. */
+const MAX_TIMESTAMP_HIGH = 0x200000;
+
+/** Splits a 32-byte Fernet key into its signing and encryption halves. */
+export function splitFernetKey(key32: Buffer): FernetKey {
+  if (key32.length !== 32) throw new RangeError('a Fernet key is 32 bytes');
+  return {
+    signing: Buffer.from(key32.subarray(0, 16)),
+    encryption: Buffer.from(key32.subarray(16, 32)),
+  };
+}
+
+/** Encrypts `plaintext` into raw Fernet token bytes with the given timestamp and 16-byte IV. */
+export function sealFernetToken(key: FernetKey, plaintext: Uint8Array, timestamp: number, iv: Uint8Array): Buffer {
+  const cipherLength = (plaintext.length & ~15) + 16;
+  const macStart = HEADER + cipherLength;
+  const token = Buffer.allocUnsafe(macStart + MAC);
+  token[0] = VERSION;
+  token.writeUInt32BE(Math.floor(timestamp / 0x100000000), 1);
+  token.writeUInt32BE(timestamp >>> 0, 5);
+  token.set(iv.subarray(0, 16), 9);
+  const cipher = createCipheriv('aes-128-cbc', key.encryption, iv);
+  const head = cipher.update(plaintext);
+  token.set(head, HEADER);
+  token.set(cipher.final(), HEADER + head.length);
+  const mac = createHmac('sha256', key.signing).update(token.subarray(0, macStart)).digest();
+  token.set(mac, macStart);
+  return token;
+}
+
+/**
+ * Checks what can be checked without a key: length, version byte, block-aligned
+ * ciphertext, representable timestamp. Returns undefined when the shape is fine.
+ */
+export function checkFernetShape(token: Buffer): FernetShapeProblem | undefined {
+  // The shortest token holds one ciphertext block (PKCS7 always pads).
+  if (token.length < HEADER + 16 + MAC) return 'too-short';
+  if (token[0] !== VERSION) return 'bad-version';
+  if ((token.length - HEADER - MAC) % 16 !== 0) return 'bad-length';
+  if (token.readUInt32BE(1) >= MAX_TIMESTAMP_HIGH) return 'timestamp-range';
+  return undefined;
+}
+
+/** The token's timestamp (seconds); call only after {@link checkFernetShape}. */
+export function fernetTimestamp(token: Buffer): number {
+  return token.readUInt32BE(1) * 0x100000000 + token.readUInt32BE(5);
+}
+
+/** True when `key` authenticates `token` (constant-time comparison). */
+export function verifyFernetMac(key: FernetKey, token: Buffer): boolean {
+  const macStart = token.length - MAC;
+  const mac = createHmac('sha256', key.signing).update(token.subarray(0, macStart)).digest();
+  return timingSafeEqual(mac, token.subarray(macStart));
+}
+
+/**
+ * Decrypts an authenticated token's ciphertext. Returns undefined on bad PKCS7
+ * padding — only reachable with a valid MAC, i.e. the writer itself was broken.
+ */
+export function openFernetToken(key: FernetKey, token: Buffer): Buffer | undefined {
+  const decipher = createDecipheriv('aes-128-cbc', key.encryption, token.subarray(9, HEADER));
+  try {
+    const head = decipher.update(token.subarray(HEADER, token.length - MAC));
+    const tail = decipher.final();
+    return tail.length === 0 ? head : Buffer.concat([head, tail]);
+  } catch {
+    return undefined;
+  }
+}
