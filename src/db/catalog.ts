@@ -1,0 +1,162 @@
+/**
+ * Checks of configured identifiers against pg_catalog. Every table and column
+ * named in config is looked up here before any statement uses it, so a typo
+ * fails with a clear TargetError instead of a 42P01 halfway through a run, and
+ * the rotator learns which unique NOT NULL keys it may page on (DESIGN §3).
+ */
+
+import { TargetError } from '../errors.js';
+import { formatIdent, formatQualifiedName, type QualifiedName } from './quote.js';
+import { sql, type Sql } from './sql.js';
+import type { Queryable } from './withTransaction.js';
+
+/** A column of a table, from pg_attribute. */
+export interface ColumnInfo {
+  readonly name: string;
+  readonly attnum: number;
+  /** format_type() output, e.g. 'character varying(255)', 'uuid', 'text'. */
+  readonly type: string;
+  /** The base type's name (pg_type.typname), e.g. 'varchar', 'uuid', 'text'. */
+  readonly typeName: string;
+  readonly notNull: boolean;
+  /** A GENERATED … STORED column cannot be written. */
+  readonly generated: boolean;
+}
+
+/** A unique index usable as a keyset: valid, not partial, no expressions, all columns NOT NULL. */
+export interface UniqueKeyInfo {
+  readonly indexName: string;
+  /** Key columns in index order (INCLUDE columns excluded). */
+  readonly columns: readonly string[];
+  readonly primary: boolean;
+}
+
+/** What pg-rekey needs to know about a target table. */
+export interface TableInfo extends QualifiedName {
+  readonly oid: number;
+  readonly kind: 'table' | 'partitioned table';
+  readonly columns: readonly ColumnInfo[];
+  /** Primary key first, then other qualifying unique indexes by name. */
+  readonly uniqueKeys: readonly UniqueKeyInfo[];
+}
+
+/** The relation `schema.name` of any kind, by exact (case-sensitive) name. */
+export function selectRelationSql(qualified: QualifiedName): Sql {
+  return sql(
+    `SELECT c.oid, c.relkind
+       FROM pg_catalog.pg_class c
+       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relname = $2`,
+    [qualified.schema, qualified.name],
+  );
+}
+
+/** Whether a schema exists, to tell "no such schema" from "no such table". */
+export function selectSchemaExistsSql(schema: string): Sql {
+  return sql(`SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1) AS exists`, [schema]);
+}
+
+/** Live columns of a relation in attnum order. */
+export function selectColumnsSql(oid: number): Sql {
+  return sql(
+    `SELECT a.attname AS name, a.attnum, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
+            t.typname AS type_name, a.attnotnull AS not_null, a.attgenerated <> '' AS generated
+       FROM pg_catalog.pg_attribute a
+       JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+      WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+      ORDER BY a.attnum`,
+    [oid],
+  );
+}
+
+/**
+ * Unique indexes whose key columns are all NOT NULL. Partial and expression
+ * indexes are excluded (a keyset over them would skip rows), as are invalid
+ * ones (a failed CREATE INDEX CONCURRENTLY leaves an index that enforces
+ * nothing). Columns come in index order, which is the keyset's order.
+ */
+export function selectUniqueKeysSql(oid: number): Sql {
+  return sql(
+    `SELECT ic.relname AS index_name, i.indisprimary AS primary,
+            ARRAY(SELECT a.attname::text
+                    FROM generate_series(0, i.indnkeyatts - 1) AS k(pos)
+                    JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[k.pos]
+                   ORDER BY k.pos) AS columns
+       FROM pg_catalog.pg_index i
+       JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+      WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid
+        AND i.indpred IS NULL AND i.indexprs IS NULL
+        AND NOT EXISTS (
+              SELECT 1
+                FROM generate_series(0, i.indnkeyatts - 1) AS k(pos)
+                LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[k.pos]
+               WHERE a.attnum IS NULL OR NOT a.attnotnull)
+      ORDER BY i.indisprimary DESC, ic.relname`,
+    [oid],
+  );
+}
+
+/**
+ * Looks up a table (ordinary or partitioned) with its columns and usable
+ * unique keys; null when no relation of that name exists. Throws TargetError
+ * when the name belongs to something else (a view, a sequence…), since
+ * rotating through a view would bypass its base table's keys.
+ */
+export async function findTable(client: Queryable, schema: string, table: string): Promise<TableInfo | null> {
+  const qualified = { schema, name: table };
+  const rel = await client.query<{ oid: number; relkind: string }>(selectRelationSql(qualified));
+  const row = rel.rows[0];
+  if (row === undefined) return null;
+  if (row.relkind !== 'r' && row.relkind !== 'p') {
+    throw new TargetError(`${formatQualifiedName(qualified)} is not a table (relkind ${row.relkind}); name the base table`);
+  }
+  const oid = Number(row.oid);
+  // Sequential on purpose: a single client runs one query at a time anyway.
+  const cols = await client.query<{
+    name: string;
+    attnum: number;
+    type: string;
+    type_name: string;
+    not_null: boolean;
+    generated: boolean;
+  }>(selectColumnsSql(oid));
+  const keys = await client.query<{ index_name: string; primary: boolean; columns: string[] }>(selectUniqueKeysSql(oid));
+  return {
+    schema,
+    name: table,
+    oid,
+    kind: row.relkind === 'p' ? 'partitioned table' : 'table',
+    columns: cols.rows.map((c) => ({
+      name: c.name,
+      attnum: c.attnum,
+      type: c.type,
+      typeName: c.type_name,
+      notNull: c.not_null,
+      generated: c.generated,
+    })),
+    uniqueKeys: keys.rows.map((k) => ({ indexName: k.index_name, columns: k.columns, primary: k.primary })),
+  };
+}
+
+/**
+ * findTable, but throws TargetError when the table is missing, saying whether
+ * the schema itself is missing, so the message points at the right typo.
+ */
+export async function assertRelationExists(client: Queryable, qualified: QualifiedName): Promise<TableInfo> {
+  const table = await findTable(client, qualified.schema, qualified.name);
+  if (table !== null) return table;
+  const schema = await client.query<{ exists: boolean }>(selectSchemaExistsSql(qualified.schema));
+  if (schema.rows[0]?.exists !== true) {
+    throw new TargetError(`schema ${formatIdent(qualified.schema)} does not exist (target ${formatQualifiedName(qualified)})`);
+  }
+  throw new TargetError(`table ${formatQualifiedName(qualified)} does not exist — check the target's table name`);
+}
+
+/** The named column of `table`, or a TargetError naming the table and column. */
+export function assertColumn(table: TableInfo, column: string): ColumnInfo {
+  const found = table.columns.find((c) => c.name === column);
+  if (found === undefined) {
+    throw new TargetError(`column ${JSON.stringify(column)} does not exist in table ${formatQualifiedName(table)}`);
+  }
+  return found;
+}

@@ -1,0 +1,56 @@
+/**
+ * The connection pool every pg-rekey component shares.
+ */
+
+import pg from 'pg';
+
+/** The subset of a pino logger the db layer uses; any pino Logger satisfies it. */
+export interface DbLogger {
+  warn(obj: object, msg?: string): void;
+}
+
+/** Options of `createPool`. */
+export interface CreatePoolOptions {
+  /** Shown in pg_stat_activity so a DBA can tell our sessions apart. Default 'pg-rekey'. */
+  applicationName?: string;
+  /** Maximum connections. Default 10 (pg's default); size it to the worker count. */
+  max?: number;
+  /** Give up connecting after this long. Default 10 s. */
+  connectionTimeoutMillis?: number;
+  /** Close connections idle this long. Default 30 s. */
+  idleTimeoutMillis?: number;
+  /** Receives errors of idle clients (server restart, network drop). */
+  logger?: DbLogger;
+}
+
+/**
+ * Creates a pg.Pool for `databaseUrl`.
+ *
+ * Why the settings: a bounded connect timeout so an unreachable server fails
+ * the command instead of hanging it; TCP keepalive so a half-dead connection
+ * behind a NAT or load balancer is noticed during long runs; application_name
+ * so pg_stat_activity shows who holds a lock. A parameter given in the URL
+ * (e.g. `?application_name=`) wins over these defaults, as pg parses the URL
+ * last.
+ *
+ * pg emits 'error' on the pool when an idle client's connection breaks
+ * (server restart, admin termination). An EventEmitter with no 'error'
+ * listener throws, which would crash the process outside any try/catch; the
+ * listener below turns it into a log line. The broken client is already
+ * removed from the pool by pg, and the next checkout connects afresh.
+ */
+export function createPool(databaseUrl: string, options: CreatePoolOptions = {}): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    application_name: options.applicationName ?? 'pg-rekey',
+    max: options.max ?? 10,
+    connectionTimeoutMillis: options.connectionTimeoutMillis ?? 10_000,
+    idleTimeoutMillis: options.idleTimeoutMillis ?? 30_000,
+    keepAlive: true,
+  });
+  pool.on('error', (err: Error & { code?: string }) => {
+    // Only code and message: the URL (with its password) is never logged.
+    options.logger?.warn({ err: { message: err.message, code: err.code } }, 'idle database connection failed');
+  });
+  return pool;
+}

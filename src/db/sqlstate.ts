@@ -1,0 +1,122 @@
+/**
+ * Classification of PostgreSQL errors by SQLSTATE. Retry and error-mapping
+ * decisions are made on these codes, never on message text: messages are
+ * localised (lc_messages) and change between server versions.
+ */
+
+import pg from 'pg';
+
+/** The SQLSTATEs pg-rekey reacts to, by name. */
+export const SqlState = {
+  serializationFailure: '40001',
+  deadlockDetected: '40P01',
+  lockNotAvailable: '55P03',
+  queryCanceled: '57014',
+  objectInUse: '55006',
+  adminShutdown: '57P01',
+  crashShutdown: '57P02',
+  cannotConnectNow: '57P03',
+  undefinedTable: '42P01',
+  undefinedColumn: '42703',
+  undefinedSchema: '3F000',
+  invalidCatalogName: '3D000',
+  insufficientPrivilege: '42501',
+  uniqueViolation: '23505',
+  duplicateTable: '42P07',
+  duplicateDatabase: '42P04',
+} as const;
+
+/**
+ * Worth retrying the same transaction: the server gave up on it because of
+ * another session (serialization, deadlock), a lock wait hit our lock_timeout,
+ * or our statement_timeout cancelled it. 57014 is also what a user's
+ * pg_cancel_backend() raises; retrying after an explicit cancel is acceptable
+ * because every batch is idempotent (compare-and-swap writes).
+ */
+const RETRYABLE = new Set<string>([
+  SqlState.serializationFailure,
+  SqlState.deadlockDetected,
+  SqlState.lockNotAvailable,
+  SqlState.queryCanceled,
+]);
+
+/** Node socket error codes that mean the connection, not the statement, failed. */
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND']);
+
+/** Coarse category of a database error, for mapping to user-facing errors. */
+export type SqlStateCategory =
+  | 'retryable'
+  | 'connection'
+  | 'undefined-table'
+  | 'undefined-schema'
+  | 'insufficient-privilege'
+  | 'unique-violation'
+  | 'other';
+
+/**
+ * The SQLSTATE of a server error, or undefined for anything else. Follows
+ * `cause` chains (our typed errors wrap pg errors) a few levels deep. Only pg's
+ * DatabaseError (or an object carrying its `severity`) counts, because Node
+ * socket errors also have a `code` and 'EPIPE' looks like a SQLSTATE.
+ */
+export function sqlstateOf(err: unknown): string | undefined {
+  let current: unknown = err;
+  for (let depth = 0; depth < 5 && current !== null && typeof current === 'object'; depth++) {
+    const candidate = current as { code?: unknown; severity?: unknown; cause?: unknown };
+    const isServerError = current instanceof pg.DatabaseError || typeof candidate.severity === 'string';
+    if (isServerError && typeof candidate.code === 'string' && /^[0-9A-Z]{5}$/.test(candidate.code)) {
+      return candidate.code;
+    }
+    current = candidate.cause;
+  }
+  return undefined;
+}
+
+/** True when re-running the failed transaction may succeed (see RETRYABLE). */
+export function isRetryable(err: unknown): boolean {
+  const code = sqlstateOf(err);
+  return code !== undefined && RETRYABLE.has(code);
+}
+
+/**
+ * True when the connection is gone or unusable: SQLSTATE class 08, a server
+ * shutdown (57P01–57P03), a socket error, or pg's own "Connection terminated"
+ * errors (which carry no code). The caller should reconnect, not just retry.
+ */
+export function isConnectionError(err: unknown): boolean {
+  const code = sqlstateOf(err);
+  if (code !== undefined) {
+    return (
+      code.startsWith('08') ||
+      code === SqlState.adminShutdown ||
+      code === SqlState.crashShutdown ||
+      code === SqlState.cannotConnectNow
+    );
+  }
+  let current: unknown = err;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    const nodeCode = (current as { code?: unknown }).code;
+    if (typeof nodeCode === 'string' && NETWORK_CODES.has(nodeCode)) return true;
+    if (/^Connection terminated/.test(current.message)) return true;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+/** Maps an error to its category; 'other' when it is not a classified database error. */
+export function classifySqlState(err: unknown): SqlStateCategory {
+  if (isConnectionError(err)) return 'connection';
+  if (isRetryable(err)) return 'retryable';
+  switch (sqlstateOf(err)) {
+    case SqlState.undefinedTable:
+      return 'undefined-table';
+    case SqlState.undefinedSchema:
+      return 'undefined-schema';
+    case SqlState.insufficientPrivilege:
+      return 'insufficient-privilege';
+    case SqlState.uniqueViolation:
+      return 'unique-violation';
+    default:
+      return 'other';
+  }
+}

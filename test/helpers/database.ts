@@ -1,0 +1,98 @@
+/**
+ * Per-file test databases. Each test file clones its own database from the
+ * run's template, so files run in parallel without seeing each other's tables.
+ */
+
+import { randomBytes } from 'node:crypto';
+import type pg from 'pg';
+import { afterAll, beforeAll, inject } from 'vitest';
+import { createPool } from '../../src/db/pool.js';
+import { quoteIdent } from '../../src/db/quote.js';
+import { SqlState, sqlstateOf } from '../../src/db/sqlstate.js';
+import './provided.js';
+import { withAdminClient } from './template.js';
+
+/** A database of one's own, and how to give it back. */
+export interface TestDatabase {
+  /** Database name, `pgrekey_test_<run>_<label>_<random>`. */
+  readonly name: string;
+  /** Connection URL (superuser) of this database; hand it to the CLI or a second pool. */
+  readonly url: string;
+  /** A pool on `url`, ended by drop(). */
+  readonly pool: pg.Pool;
+  /** Ends the pool and drops the database (disconnecting anyone left). Idempotent. */
+  drop(): Promise<void>;
+}
+
+/** Admin URL of the run's server, as provided by globalSetup. */
+export function adminUrl(): string {
+  return inject('pgAdminUrl');
+}
+
+/** `url` with its database replaced by `database`. */
+export function urlForDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${encodeURIComponent(database)}`;
+  return u.toString();
+}
+
+/** CREATE DATABASE from the template, retrying 55006 ("source database is being accessed by other users"). */
+async function cloneTemplate(admin: pg.Client, name: string, template: string): Promise<void> {
+  // The template refuses connections, so 55006 should not happen; the retry
+  // covers servers where a checkpoint or autovacuum worker touches it briefly.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await admin.query(`CREATE DATABASE ${quoteIdent(name)} TEMPLATE ${quoteIdent(template)}`);
+      return;
+    } catch (err) {
+      if (sqlstateOf(err) !== SqlState.objectInUse || attempt >= 20) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+    }
+  }
+}
+
+/**
+ * Creates a fresh database cloned from the template. `label` (letters, digits,
+ * underscores; lower-cased, truncated) makes the name recognisable in
+ * pg_stat_activity. Call drop() in afterAll, or use `useTestDatabase`.
+ */
+export async function createTestDatabase(label = 'db'): Promise<TestDatabase> {
+  const safeLabel = label.toLowerCase().replace(/[^a-z0-9_]+/g, '_').slice(0, 24);
+  const name = `pgrekey_test_${inject('pgRunId')}_${safeLabel}_${randomBytes(4).toString('hex')}`;
+  const admin = adminUrl();
+  await withAdminClient(admin, (client) => cloneTemplate(client, name, inject('pgTemplateDatabase')));
+  const url = urlForDatabase(admin, name);
+  const pool = createPool(url, { applicationName: 'pg-rekey-test', max: 10 });
+  let dropped: Promise<void> | undefined;
+  return {
+    name,
+    url,
+    pool,
+    drop: () =>
+      (dropped ??= (async () => {
+        await pool.end();
+        // FORCE: a test that leaked a client (or a killed CLI subprocess) must not block cleanup.
+        await withAdminClient(admin, (client) => client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`));
+      })()),
+  };
+}
+
+/**
+ * Registers beforeAll/afterAll that create and drop a database for the
+ * calling test file; the returned handle is usable inside tests and hooks.
+ */
+export function useTestDatabase(label?: string): { readonly current: TestDatabase } {
+  let db: TestDatabase | undefined;
+  beforeAll(async () => {
+    db = await createTestDatabase(label);
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+  return {
+    get current(): TestDatabase {
+      if (db === undefined) throw new Error('useTestDatabase: the database exists only inside tests and hooks');
+      return db;
+    },
+  };
+}
