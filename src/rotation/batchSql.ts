@@ -1,0 +1,147 @@
+/**
+ * The statements of the batch loop, for one resolved target. Keys travel as
+ * their text forms and are cast back to the key columns' own types in SQL, so
+ * keyset order is the server's (collations, uuid, composite keys), never JS's.
+ *
+ * Secrets: the only value-bearing parameter is the new ciphertext being written
+ * to its own column. The compare-and-swap compares a SHA-256 digest of the value
+ * read, so an old ciphertext is never sent back.
+ */
+import { qualifiedName, quoteIdent } from '../db/quote.js';
+import { sql, type Sql } from '../db/sql.js';
+import type { ResolvedTarget } from '../schema/resolveTarget.js';
+
+/** A row key: the text form of each key column, in key order. */
+export type RowKey = string[];
+
+function tableOf(target: ResolvedTarget): string {
+  return qualifiedName({ schema: target.schema, name: target.table });
+}
+
+/** `(t."a", t."b")` */
+function keyTuple(target: ResolvedTarget): string {
+  return `(${target.key.map((k) => `t.${quoteIdent(k.name)}`).join(', ')})`;
+}
+
+/** `($n::type, …)` placeholders for one key, appending its values to `values`. */
+function keyParams(target: ResolvedTarget, key: RowKey, values: unknown[]): string {
+  const parts = target.key.map((k, i) => {
+    values.push(key[i]);
+    return `$${values.length}::${k.type}`;
+  });
+  return `(${parts.join(', ')})`;
+}
+
+/** Rows still to examine: some column whose key version is not the target's. */
+function stillToDo(target: ResolvedTarget, targetVersionParam: string): string {
+  return target.columns
+    .map((c) => {
+      const v = `t.${quoteIdent(c.versionColumn)}`;
+      // Written as IS NULL / < / > (not IS DISTINCT FROM) so a btree on the
+      // key-version column can serve it when the planner prefers that.
+      return `(${v} IS NULL OR ${v} < ${targetVersionParam} OR ${v} > ${targetVersionParam})`;
+    })
+    .join(' OR ');
+}
+
+function selectList(target: ResolvedTarget): string {
+  const keys = target.key.map((k, i) => `t.${quoteIdent(k.name)}::text AS k${i}`);
+  const cols = target.columns.flatMap((c, i) => [
+    `t.${quoteIdent(c.name)} AS c${i}`,
+    `t.${quoteIdent(c.versionColumn)} AS v${i}`,
+  ]);
+  return [...keys, ...cols].join(', ');
+}
+
+/**
+ * The next batch of a range in key order: rows after `after` (exclusive) up to
+ * `upTo` (inclusive) with work left. One statement, so its snapshot lives only
+ * as long as the read.
+ */
+export function selectBatchSql(
+  target: ResolvedTarget,
+  range: { after: RowKey | null; upTo: RowKey | null },
+  targetVersion: number | null,
+  limit: number,
+): Sql {
+  const values: unknown[] = [];
+  const where: string[] = [];
+  if (range.after) where.push(`${keyTuple(target)} > ${keyParams(target, range.after, values)}`);
+  if (range.upTo) where.push(`${keyTuple(target)} <= ${keyParams(target, range.upTo, values)}`);
+  if (targetVersion !== null) {
+    values.push(targetVersion);
+    where.push(`(${stillToDo(target, `$${values.length}::smallint`)})`);
+  }
+  values.push(limit);
+  const order = target.key.map((k) => `t.${quoteIdent(k.name)}`).join(', ');
+  return sql(
+    `SELECT ${selectList(target)} FROM ${tableOf(target)} AS t
+      ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY ${order} LIMIT $${values.length}`,
+    values,
+  );
+}
+
+/** Re-reads specific rows (those that lost a compare-and-swap) by key. */
+export function selectRowsByKeySql(target: ResolvedTarget, keys: readonly RowKey[]): Sql {
+  const values = target.key.map((_, i) => keys.map((k) => k[i]));
+  const unnest = target.key.map((_, i) => `$${i + 1}::text[]`).join(', ');
+  const cols = target.key.map((_, i) => `k${i}`).join(', ');
+  const match = target.key.map((k, i) => `t.${quoteIdent(k.name)} = u.k${i}::${k.type}`).join(' AND ');
+  const order = target.key.map((k) => `t.${quoteIdent(k.name)}`).join(', ');
+  return sql(
+    `SELECT ${selectList(target)} FROM ${tableOf(target)} AS t
+       JOIN unnest(${unnest}) AS u(${cols}) ON ${match}
+      ORDER BY ${order}`,
+    values,
+  );
+}
+
+/** One row's writes: per column, the new value and the digest of the value read, or null to leave it. */
+export interface RowWrite {
+  key: RowKey;
+  columns: ({ value: string; readDigest: string } | null)[];
+}
+
+/**
+ * The compare-and-swap UPDATE of a batch. A column is written only if it still
+ * holds what was read (by digest); under READ COMMITTED the condition is
+ * re-checked against a row a concurrent transaction changed, so an application
+ * write is never overwritten. Only the encrypted columns and their key-version
+ * columns are assigned. RETURNING says, per row, which columns were written.
+ */
+export function casUpdateSql(target: ResolvedTarget, rows: readonly RowWrite[], targetVersion: number): Sql {
+  const values: unknown[] = [];
+  const arrays: string[] = [];
+  const names: string[] = [];
+  const push = (name: string, type: string, data: unknown[]) => {
+    values.push(data);
+    arrays.push(`$${values.length}::${type}[]`);
+    names.push(name);
+  };
+  target.key.forEach((_, i) => push(`k${i}`, 'text', rows.map((r) => r.key[i])));
+  target.columns.forEach((_, i) => {
+    push(`n${i}`, 'text', rows.map((r) => r.columns[i]?.value ?? null));
+    push(`h${i}`, 'text', rows.map((r) => r.columns[i]?.readDigest ?? null));
+  });
+  values.push(targetVersion);
+  const version = `$${values.length}::smallint`;
+  const swaps = target.columns.map(
+    (c, i) => `(u.n${i} IS NOT NULL AND encode(sha256(convert_to(t.${quoteIdent(c.name)}, 'UTF8')), 'hex') = u.h${i})`,
+  );
+  const sets = target.columns.flatMap((c, i) => [
+    `${quoteIdent(c.name)} = CASE WHEN ${swaps[i]} THEN u.n${i} ELSE t.${quoteIdent(c.name)} END`,
+    `${quoteIdent(c.versionColumn)} = CASE WHEN ${swaps[i]} THEN ${version} ELSE t.${quoteIdent(c.versionColumn)} END`,
+  ]);
+  const match = target.key.map((k, i) => `t.${quoteIdent(k.name)} = u.k${i}::${k.type}`).join(' AND ');
+  const written = target.columns.map(
+    (c, i) => `(u.n${i} IS NOT NULL AND t.${quoteIdent(c.name)} = u.n${i} AND t.${quoteIdent(c.versionColumn)} = ${version}) AS w${i}`,
+  );
+  return sql(
+    `UPDATE ${tableOf(target)} AS t SET ${sets.join(', ')}
+       FROM unnest(${arrays.join(', ')}) AS u(${names.join(', ')})
+      WHERE ${match} AND (${swaps.join(' OR ')})
+      RETURNING ${[...target.key.map((_, i) => `u.k${i}`), ...written].join(', ')}`,
+    values,
+  );
+}

@@ -1,0 +1,143 @@
+import pg from 'pg';
+import { qualifiedName, quoteIdent } from '../db/quote.js';
+import { sql, type Sql } from '../db/sql.js';
+import { sqlstateOf } from '../db/sqlstate.js';
+import { withTransaction, type Queryable } from '../db/withTransaction.js';
+import { RunConflictError } from '../errors.js';
+import type { ResolvedTarget } from '../schema/resolveTarget.js';
+import type { Actor } from '../schema/runsSql.js';
+import type { RowKey } from './batchSql.js';
+
+/** The rotation run a process works on, new or joined. */
+export interface RotationRun {
+  id: number;
+  targetKeyId: string;
+  /** True when this process joined a run another process (or an earlier attempt) started. */
+  joined: boolean;
+}
+
+/** What a new rotation run records. */
+export interface NewRun {
+  targetKeyId: string;
+  sourceKeyIds: string[];
+  /** "schema.table.column" of every column in the run. */
+  columns: string[];
+  trigger: 'manual' | 'scheduled' | 'emergency';
+  reason: string | undefined;
+  actor: Actor;
+  options: Record<string, unknown>;
+}
+
+// Ranges are what several workers or hosts share; about this many rows each
+// keeps a takeover cheap and leaves enough ranges for a few hosts.
+const ROWS_PER_RANGE = 25_000;
+const MAX_RANGES = 64;
+const SAMPLE_ROWS = 20_000;
+
+function selectOpenRotationSql(schema: string): Sql {
+  return sql(
+    `SELECT id::int, target_key AS "targetKey", targets FROM ${quoteIdent(schema)}.runs
+      WHERE kind = 'rotate' AND status IN ('running', 'stopped') FOR UPDATE`,
+  );
+}
+
+function insertRotationRunSql(schema: string, run: NewRun): Sql {
+  return sql(
+    `INSERT INTO ${quoteIdent(schema)}.runs
+       (kind, trigger, reason, actor_os_user, actor_host, source_keys, target_key, targets, options)
+     VALUES ('rotate', $1, $2, $3, $4, $5, $6, $7, $8) RETURNING id::int`,
+    [run.trigger, run.reason ?? null, run.actor.osUser, run.actor.host, run.sourceKeyIds, run.targetKeyId, run.columns, JSON.stringify(run.options)],
+  );
+}
+
+function selectEstimateSql(target: ResolvedTarget): Sql {
+  return sql(
+    `SELECT reltuples::float8 AS tuples, relpages::float8 AS pages FROM pg_catalog.pg_class
+      WHERE oid = to_regclass($1)`,
+    [qualifiedName({ schema: target.schema, name: target.table })],
+  );
+}
+
+/**
+ * The upper key of each of `tiles` equal slices of a block sample of the table.
+ * A sample keeps planning cheap on a big table; uneven slices only cost balance.
+ */
+function selectBoundariesSql(target: ResolvedTarget, samplePercent: number, tiles: number): Sql {
+  const cols = target.key.map((k) => `t.${quoteIdent(k.name)}`);
+  const texts = target.key.map((k, i) => `t.${quoteIdent(k.name)}::text AS k${i}`);
+  const typed = target.key.map((k, i) => `t.${quoteIdent(k.name)} AS o${i}`);
+  return sql(
+    `SELECT DISTINCT ON (tile) ${target.key.map((_, i) => `k${i}`).join(', ')}
+       FROM (SELECT ${[...texts, ...typed].join(', ')}, ntile($2) OVER (ORDER BY ${cols.join(', ')}) AS tile
+               FROM ${qualifiedName({ schema: target.schema, name: target.table })} AS t
+               TABLESAMPLE SYSTEM ($1)) AS s
+      ORDER BY tile, ${target.key.map((_, i) => `o${i} DESC`).join(', ')}`,
+    [samplePercent, tiles],
+  );
+}
+
+function insertRangeSql(schema: string, runId: number, target: string, ordinal: number, lower: RowKey | null, upper: RowKey | null, estimate: number): Sql {
+  return sql(
+    `INSERT INTO ${quoteIdent(schema)}.ranges (run_id, target, ordinal, lower_bound, upper_bound, checkpoint, estimated_rows)
+     VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $4::jsonb, $6)`,
+    [runId, target, ordinal, lower && JSON.stringify(lower), upper && JSON.stringify(upper), Math.round(estimate)],
+  );
+}
+
+/** Splits a target's key space into ranges from its estimated size and a sample of its keys. */
+async function planRanges(client: Queryable, schema: string, runId: number, target: ResolvedTarget): Promise<number> {
+  const est = (await client.query<{ tuples: number; pages: number }>(selectEstimateSql(target))).rows[0];
+  // reltuples is -1 on a table never analyzed; then assume a modest size.
+  const estimate = est && est.tuples >= 0 ? est.tuples : Math.max(0, (est?.pages ?? 0) * 50);
+  const tiles = Math.min(MAX_RANGES, Math.max(1, Math.ceil(estimate / ROWS_PER_RANGE)));
+  let uppers: RowKey[] = [];
+  if (tiles > 1) {
+    const percent = Math.min(100, (SAMPLE_ROWS / Math.max(estimate, 1)) * 100);
+    const rows = (await client.query<Record<string, string>>(selectBoundariesSql(target, percent, tiles))).rows;
+    uppers = rows.slice(0, -1).map((r) => target.key.map((_, i) => r[`k${i}`]!));
+  }
+  let lower: RowKey | null = null;
+  const bounds = [...uppers, null];
+  for (const [ordinal, upper] of bounds.entries()) {
+    await client.query(insertRangeSql(schema, runId, target.name, ordinal, lower, upper, estimate / bounds.length));
+    lower = upper;
+  }
+  return bounds.length;
+}
+
+/**
+ * Joins the unfinished rotation if there is one (refusing one to another key or
+ * other columns, RunConflictError), or starts a run and plans its ranges in one
+ * transaction. Concurrent starters race on a unique index; the loser joins.
+ */
+export async function startOrJoinRun(
+  pool: pg.Pool,
+  schema: string,
+  run: NewRun,
+  targets: readonly ResolvedTarget[],
+): Promise<RotationRun> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await withTransaction(pool, async (client) => {
+        const open = (await client.query<{ id: number; targetKey: string; targets: string[] }>(selectOpenRotationSql(schema))).rows[0];
+        if (open) {
+          const sameColumns = [...open.targets].sort().join() === [...run.columns].sort().join();
+          if (open.targetKey !== run.targetKeyId || !sameColumns) {
+            throw new RunConflictError(
+              `rotation run ${open.id} to key ${open.targetKey} (${open.targets.join(', ')}) is unfinished — ` +
+                `finish it first with "pg-rekey rotate --to ${open.targetKey}"${sameColumns ? '' : ' and the same targets'}`,
+            );
+          }
+          return { id: open.id, targetKeyId: open.targetKey, joined: true };
+        }
+        const id = (await client.query<{ id: number }>(insertRotationRunSql(schema, run))).rows[0]!.id;
+        for (const target of targets) await planRanges(client, schema, id, target);
+        return { id, targetKeyId: run.targetKeyId, joined: false };
+      });
+    } catch (err) {
+      // Another process created the run between our look and our insert: join it.
+      if (sqlstateOf(err) === '23505' && attempt < 3) continue;
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,188 @@
+/**
+ * Statements on the ranges and runs tables of a rotation: claiming a range with
+ * a lease, the fenced checkpoint that commits with each batch, releasing and
+ * finishing. Workers coordinate only through these rows (DESIGN §3).
+ */
+import { quoteIdent } from '../db/quote.js';
+import { sql, type Sql } from '../db/sql.js';
+import type { RowKey } from './batchSql.js';
+
+/** A range as a worker holds it. */
+export interface ClaimedRange {
+  id: number;
+  target: string;
+  lowerBound: RowKey | null;
+  upperBound: RowKey | null;
+  checkpoint: RowKey | null;
+  leaseToken: string;
+  estimatedRows: number;
+}
+
+/**
+ * Claims the next pending range of a run, or one whose lease expired (its
+ * worker died). SKIP LOCKED lets many workers claim at once without waiting on
+ * each other; the new token fences the previous holder out.
+ */
+export function claimRangeSql(schema: string, runId: number, owner: string, leaseMs: number): Sql {
+  const s = quoteIdent(schema);
+  return sql(
+    `UPDATE ${s}.ranges AS r
+        SET status = 'running', lease_owner = $2, lease_token = gen_random_uuid(),
+            lease_expires_at = now() + $3 * interval '1 millisecond', updated_at = now()
+      WHERE r.id = (
+        SELECT id FROM ${s}.ranges
+         WHERE run_id = $1
+           AND (status = 'pending' OR (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < now())))
+         ORDER BY ordinal
+         LIMIT 1
+         FOR UPDATE SKIP LOCKED)
+      RETURNING r.id::int AS id, r.target, r.lower_bound AS "lowerBound", r.upper_bound AS "upperBound",
+                r.checkpoint, r.lease_token::text AS "leaseToken", r.estimated_rows::float8 AS "estimatedRows"`,
+    [runId, owner, leaseMs],
+  );
+}
+
+/** What one batch adds to its range's counters. */
+export interface BatchCounts {
+  examined: number;
+  changed: number;
+  skipped: number;
+  failed: number;
+  conflicted: number;
+  /** {"email": {"2025q4": 120}} */
+  bySource: Record<string, Record<string, number>>;
+}
+
+/**
+ * Advances a range's checkpoint and counters and renews its lease, only if the
+ * caller still holds the lease (a range already done still accepts the
+ * re-examined rows of its holder). Run inside the batch's transaction: zero rows
+ * updated means the lease was taken over, and the caller must roll back.
+ */
+export function advanceCheckpointSql(
+  schema: string,
+  range: { id: number; leaseToken: string },
+  checkpoint: RowKey | null,
+  counts: BatchCounts,
+  done: boolean,
+  leaseMs: number,
+): Sql {
+  return sql(
+    `UPDATE ${quoteIdent(schema)}.ranges
+        SET checkpoint = coalesce($3::jsonb, checkpoint),
+            rows_examined = rows_examined + $4, rows_changed = rows_changed + $5,
+            rows_skipped = rows_skipped + $6, rows_failed = rows_failed + $7,
+            rows_conflicted = rows_conflicted + $8,
+            changed_by_source = ${quoteIdent(schema)}.add_counts(changed_by_source, $9::jsonb),
+            status = CASE WHEN $10 THEN 'done' ELSE status END,
+            lease_owner = CASE WHEN $10 THEN NULL ELSE lease_owner END,
+            lease_expires_at = CASE WHEN $10 THEN NULL ELSE now() + $11 * interval '1 millisecond' END,
+            updated_at = now()
+      WHERE id = $1 AND lease_token = $2::uuid
+      RETURNING id`,
+    [
+      range.id,
+      range.leaseToken,
+      checkpoint === null ? null : JSON.stringify(checkpoint),
+      counts.examined,
+      counts.changed,
+      counts.skipped,
+      counts.failed,
+      counts.conflicted,
+      JSON.stringify(counts.bySource),
+      done,
+      leaseMs,
+    ],
+  );
+}
+
+/** Gives a range back at a clean boundary (stop requested) so the next worker need not wait for expiry. */
+export function releaseRangeSql(schema: string, range: { id: number; leaseToken: string }): Sql {
+  return sql(
+    `UPDATE ${quoteIdent(schema)}.ranges
+        SET lease_owner = NULL, lease_expires_at = now(), updated_at = now()
+      WHERE id = $1 AND lease_token = $2::uuid AND status = 'running'`,
+    [range.id, range.leaseToken],
+  );
+}
+
+/** Records rows that could not be rotated: where and why, never the value. */
+export function insertFailuresSql(
+  schema: string,
+  runId: number,
+  target: string,
+  failures: readonly { column: string; rowKey: Record<string, string>; reason: string }[],
+): Sql {
+  return sql(
+    `INSERT INTO ${quoteIdent(schema)}.failures (run_id, target, column_name, row_key, reason)
+     SELECT $1, $2, f.column_name, f.row_key, f.reason
+       FROM unnest($3::text[], $4::jsonb[], $5::text[]) AS f(column_name, row_key, reason)`,
+    [
+      runId,
+      target,
+      failures.map((f) => f.column),
+      failures.map((f) => JSON.stringify(f.rowKey)),
+      failures.map((f) => f.reason),
+    ],
+  );
+}
+
+/** Per-run progress from its ranges: how many are left and the summed counters. */
+export function selectRunProgressSql(schema: string, runId: number): Sql {
+  return sql(
+    `SELECT count(*) FILTER (WHERE status <> 'done')::int AS "openRanges",
+            count(*) FILTER (WHERE status = 'running' AND lease_expires_at > now())::int AS "leasedRanges",
+            coalesce(sum(rows_examined), 0)::float8 AS examined, coalesce(sum(rows_changed), 0)::float8 AS changed,
+            coalesce(sum(rows_skipped), 0)::float8 AS skipped, coalesce(sum(rows_failed), 0)::float8 AS failed,
+            coalesce(sum(rows_conflicted), 0)::float8 AS conflicted
+       FROM ${quoteIdent(schema)}.ranges WHERE run_id = $1`,
+    [runId],
+  );
+}
+
+/** Every range of a run with its counters, for summaries and `status`. */
+export function selectRangesSql(schema: string, runId: number): Sql {
+  return sql(
+    `SELECT id::int, target, ordinal, status, checkpoint, estimated_rows::float8 AS "estimatedRows",
+            lease_owner AS "leaseOwner", lease_expires_at AS "leaseExpiresAt",
+            rows_examined::float8 AS examined, rows_changed::float8 AS changed, rows_skipped::float8 AS skipped,
+            rows_failed::float8 AS failed, rows_conflicted::float8 AS conflicted,
+            changed_by_source AS "bySource", updated_at AS "updatedAt"
+       FROM ${quoteIdent(schema)}.ranges WHERE run_id = $1 ORDER BY target, ordinal`,
+    [runId],
+  );
+}
+
+/**
+ * Closes a run when every range is done, with totals from its ranges and the
+ * caller's summary; a no-op (no row returned) if another worker closed it
+ * first or ranges remain.
+ */
+export function finishRunSql(schema: string, runId: number, summary: Record<string, unknown>): Sql {
+  const s = quoteIdent(schema);
+  return sql(
+    `WITH totals AS (
+       SELECT coalesce(sum(rows_examined), 0) AS examined, coalesce(sum(rows_changed), 0) AS changed,
+              coalesce(sum(rows_skipped), 0) AS skipped, coalesce(sum(rows_failed), 0) AS failed
+         FROM ${s}.ranges WHERE run_id = $1)
+     UPDATE ${s}.runs AS r
+        SET status = CASE WHEN totals.failed > 0 THEN 'failed' ELSE 'succeeded' END,
+            finished_at = now(), rows_examined = totals.examined, rows_changed = totals.changed,
+            rows_skipped = totals.skipped, rows_failed = totals.failed,
+            summary = r.summary || $2::jsonb
+       FROM totals
+      WHERE r.id = $1 AND r.status = 'running'
+        AND NOT EXISTS (SELECT 1 FROM ${s}.ranges WHERE run_id = $1 AND status <> 'done')
+      RETURNING r.status`,
+    [runId, JSON.stringify(summary)],
+  );
+}
+
+/** Marks a run aborted (--on-error abort); its ranges stay as they are for the record. */
+export function abortRunSql(schema: string, runId: number): Sql {
+  return sql(
+    `UPDATE ${quoteIdent(schema)}.runs SET status = 'aborted', finished_at = now()
+      WHERE id = $1 AND status = 'running'`,
+    [runId],
+  );
+}

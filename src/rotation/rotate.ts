@@ -1,0 +1,164 @@
+/**
+ * A rotation run from one process's point of view: join or start the run, run
+ * N range workers that claim ranges until none is left, wait for ranges other
+ * processes hold (taking them over if their leases expire), then close the run.
+ */
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { quoteIdent } from '../db/quote.js';
+import type { ResolvedTarget } from '../schema/resolveTarget.js';
+import { abortRunSql, claimRangeSql, finishRunSql, selectRangesSql, selectRunProgressSql, type ClaimedRange } from './rangesSql.js';
+import { DEFAULT_RETRY, withRetry } from './retry.js';
+import { rotateRange, type BatchProgress, type BatchTransformer } from './rotateRange.js';
+import { Throttle, type ThrottleOptions } from './throttle.js';
+
+/** Tuning and safety options of a rotation (CLI flags map onto these). */
+export interface RotationSettings extends ThrottleOptions {
+  batchSize: number;
+  workers: number;
+  leaseMs: number;
+  lockTimeoutMs: number;
+  statementTimeoutMs: number;
+  onError: 'continue' | 'abort';
+  /** Stop cleanly at a batch boundary after this long. */
+  maxDurationMs?: number | undefined;
+}
+
+/** What `runRotation` needs. */
+export interface RunRotationInput {
+  pool: pg.Pool;
+  schema: string;
+  runId: number;
+  targetVersion: number;
+  targets: readonly ResolvedTarget[];
+  transform: BatchTransformer;
+  settings: RotationSettings;
+  /** Identifies this process in leases (host:pid), for `status`. */
+  owner: string;
+  /** Aborted on SIGTERM/SIGINT: stop at the next batch boundary. */
+  signal?: AbortSignal | undefined;
+  onBatch?: (progress: BatchProgress) => void;
+  logger?: Logger | undefined;
+}
+
+/** How the run stands when this process is finished with it. */
+export type RotationStatus = 'succeeded' | 'failed' | 'stopped' | 'aborted';
+
+/** The per-run outcome the CLI reports. */
+export interface RotationOutcome {
+  runId: number;
+  status: RotationStatus;
+  examined: number;
+  changed: number;
+  skipped: number;
+  failed: number;
+  conflicted: number;
+  /** target → column → source key → values changed */
+  bySource: Record<string, Record<string, Record<string, number>>>;
+  /** Values changed by this process, and how long it took. */
+  changedHere: number;
+  durationMs: number;
+}
+
+interface RangeRow {
+  target: string;
+  examined: number;
+  changed: number;
+  skipped: number;
+  failed: number;
+  conflicted: number;
+  bySource: Record<string, Record<string, number>>;
+}
+
+/** Sums per-range counters into run totals and a per-target, per-column, per-source breakdown. */
+export function summariseRanges(ranges: readonly RangeRow[]) {
+  const totals = { examined: 0, changed: 0, skipped: 0, failed: 0, conflicted: 0 };
+  const bySource: RotationOutcome['bySource'] = {};
+  for (const r of ranges) {
+    totals.examined += r.examined;
+    totals.changed += r.changed;
+    totals.skipped += r.skipped;
+    totals.failed += r.failed;
+    totals.conflicted += r.conflicted;
+    const target = (bySource[r.target] ??= {});
+    for (const [column, sources] of Object.entries(r.bySource)) {
+      const col = (target[column] ??= {});
+      for (const [source, n] of Object.entries(sources)) col[source] = (col[source] ?? 0) + n;
+    }
+  }
+  return { ...totals, bySource };
+}
+
+/** Runs this process's share of a rotation run to the end, a stop, or an abort. */
+export async function runRotation(input: RunRotationInput): Promise<RotationOutcome> {
+  const started = Date.now();
+  const { pool, schema, runId, settings } = input;
+  const deadline = settings.maxDurationMs === undefined ? Infinity : started + settings.maxDurationMs;
+  let aborted = false;
+  const shouldStop = () => aborted || input.signal?.aborted === true || Date.now() >= deadline;
+  const retry = {
+    ...DEFAULT_RETRY,
+    onRetry: (err: unknown, attempt: number) =>
+      input.logger?.warn({ sqlstate: (err as { code?: string }).code, attempt }, 'transient database error, retrying'),
+  };
+  const throttle = new Throttle(settings, pool, shouldStop);
+  const byName = new Map(input.targets.map((t) => [t.name, t]));
+  let changedHere = 0;
+  const env = {
+    pool,
+    schema,
+    runId,
+    targetVersion: input.targetVersion,
+    batchSize: settings.batchSize,
+    leaseMs: settings.leaseMs,
+    lockTimeoutMs: settings.lockTimeoutMs,
+    statementTimeoutMs: settings.statementTimeoutMs,
+    onError: settings.onError,
+    transform: input.transform,
+    throttle,
+    retry,
+    shouldStop,
+    logger: input.logger,
+    onBatch: (p: BatchProgress) => {
+      changedHere += p.changed;
+      input.onBatch?.(p);
+    },
+  };
+
+  const worker = async (): Promise<void> => {
+    while (!shouldStop()) {
+      const claimed = (await withRetry(() => pool.query<ClaimedRange>(claimRangeSql(schema, runId, input.owner, settings.leaseMs)), retry)).rows[0];
+      if (!claimed) {
+        const progress = (await pool.query<{ openRanges: number }>(selectRunProgressSql(schema, runId))).rows[0]!;
+        if (progress.openRanges === 0) return;
+        // Ranges are held by other workers or hosts: wait; if one dies, its
+        // lease expires and this loop takes the range over.
+        await sleep(Math.min(1000, settings.leaseMs / 2));
+        continue;
+      }
+      const target = byName.get(claimed.target);
+      if (!target) throw new Error(`range ${claimed.id} names target ${claimed.target}, which is not configured`);
+      input.logger?.debug({ rangeId: claimed.id, target: claimed.target }, 'claimed range');
+      const outcome = await rotateRange(env, target, claimed);
+      if (outcome === 'aborted') aborted = true;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, settings.workers) }, worker));
+
+  const ranges = (await pool.query<RangeRow>(selectRangesSql(schema, runId))).rows;
+  const summary = summariseRanges(ranges);
+  let status: RotationStatus;
+  if (aborted) {
+    await pool.query(abortRunSql(schema, runId));
+    status = 'aborted';
+  } else {
+    const finished = (await pool.query<{ status: RotationStatus }>(finishRunSql(schema, runId, { bySource: summary.bySource, conflicted: summary.conflicted }))).rows[0];
+    if (finished) status = finished.status;
+    else {
+      const { rows } = await pool.query<{ status: string }>({ text: `SELECT status FROM ${quoteIdent(schema)}.runs WHERE id = $1`, values: [runId] });
+      status = rows[0]?.status === 'running' ? 'stopped' : ((rows[0]?.status as RotationStatus) ?? 'stopped');
+    }
+  }
+  return { runId, status, ...summary, changedHere, durationMs: Date.now() - started };
+}

@@ -1,0 +1,89 @@
+/**
+ * The crypto step of a batch, pure and synchronous so it runs the same on the
+ * main thread or in a worker thread: decide, per row and column, whether to
+ * skip, re-encrypt, only fix the key version, or record a failure.
+ */
+import { createHash } from 'node:crypto';
+import type { Codec } from '../crypto/codec.js';
+import { DecryptError, type DecryptFailureReason } from '../errors.js';
+import type { RowKey, RowWrite } from './batchSql.js';
+
+/** A row as read: its key, and per encrypted column the value and key version. */
+export interface ReadRow {
+  key: RowKey;
+  values: (string | null)[];
+  versions: (number | null)[];
+}
+
+/** What the transform needs besides the rows. */
+export interface TransformContext {
+  codec: Codec;
+  targetKeyId: string;
+  targetVersion: number;
+  /** Key ids to treat as absent (never used as a source). */
+  without?: readonly string[];
+}
+
+/** A value that could not be rotated: which row and column, and why; never the value. */
+export interface ValueFailure {
+  row: number;
+  column: number;
+  reason: DecryptFailureReason;
+}
+
+/** The result of transforming a batch. */
+export interface TransformResult {
+  /** Rows with at least one column to write (others are left out). */
+  writes: RowWrite[];
+  /** Per write, per column, the source key id of the value written (or null). */
+  sources: (string | null)[][];
+  failures: ValueFailure[];
+  /** NULL or empty values (skipped, counted). */
+  skipped: number;
+  /** Values already under the target key by their key version (nothing to do). */
+  alreadyDone: number;
+}
+
+/** Hex SHA-256 of a value, the compare-and-swap token the UPDATE checks (see batchSql). */
+export function digestOf(value: string): string {
+  return createHash('sha256').update(value, 'utf8').digest('hex');
+}
+
+/** Transforms one batch of rows; throws only on programming errors, never on a bad value. */
+export function transformBatch(rows: readonly ReadRow[], ctx: TransformContext): TransformResult {
+  const result: TransformResult = { writes: [], sources: [], failures: [], skipped: 0, alreadyDone: 0 };
+  const options = ctx.without && ctx.without.length > 0 ? { without: ctx.without } : {};
+  rows.forEach((row, rowIndex) => {
+    let any = false;
+    const columns: RowWrite['columns'] = [];
+    const sources: (string | null)[] = [];
+    row.values.forEach((value, col) => {
+      columns.push(null);
+      sources.push(null);
+      if (value === null || value === '') {
+        result.skipped++;
+        return;
+      }
+      if (row.versions[col] === ctx.targetVersion) {
+        result.alreadyDone++;
+        return;
+      }
+      try {
+        // Keeps the Fernet timestamp; a value already under the target key comes
+        // back unchanged and only its key-version column is set.
+        const next = ctx.codec.reencrypt(value, ctx.targetKeyId, options);
+        columns[col] = { value: next.stored, readDigest: digestOf(value) };
+        sources[col] = next.fromKeyId;
+        any = true;
+      } catch (err) {
+        if (!(err instanceof DecryptError)) throw err;
+        result.failures.push({ row: rowIndex, column: col, reason: err.reason });
+      }
+    });
+    if (any) {
+      result.writes.push({ key: row.key, columns });
+      result.sources.push(sources);
+    }
+  });
+  return result;
+}
