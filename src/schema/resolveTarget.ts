@@ -1,0 +1,95 @@
+import type { FormatId } from '../config/configSchema.js';
+import type { TargetConfig } from '../config/loadConfig.js';
+import { assertColumn, assertRelationExists, type ColumnInfo, type TableInfo } from '../db/catalog.js';
+import { formatQualifiedName } from '../db/quote.js';
+import type { Queryable } from '../db/withTransaction.js';
+import { TargetError } from '../errors.js';
+import { keyVersionColumn } from './keyUsage.js';
+
+/** A key column with the type its text form is cast back to in keyset comparisons. */
+export interface KeyColumn {
+  name: string;
+  /** format_type() of the column, used as `$n::<type>`; comes from pg_catalog, not config. */
+  type: string;
+}
+
+/** An encrypted column and its key-version column. */
+export interface EncryptedColumn {
+  name: string;
+  versionColumn: string;
+  /** Whether the key-version column exists yet (the target migration has run). */
+  hasVersionColumn: boolean;
+}
+
+/** A target checked against pg_catalog: everything the rotator and verify need. */
+export interface ResolvedTarget {
+  /** "schema.table", for messages, ranges and failures rows. */
+  name: string;
+  schema: string;
+  table: string;
+  key: KeyColumn[];
+  columns: EncryptedColumn[];
+  format: FormatId;
+}
+
+const TEXT_TYPES = new Set(['text', 'varchar', 'bpchar', 'citext']);
+
+/** Picks the keyset key: the configured columns if given (they must form a usable unique key), else the primary key. */
+function chooseKey(table: TableInfo, requested: readonly string[] | undefined): ColumnInfo[] {
+  const where = formatQualifiedName(table);
+  if (requested) {
+    const columns = requested.map((name) => assertColumn(table, name));
+    const nullable = columns.filter((c) => !c.notNull);
+    if (nullable.length > 0) {
+      throw new TargetError(`key column ${nullable[0]!.name} of ${where} is nullable — a keyset key must be NOT NULL`);
+    }
+    const unique = table.uniqueKeys.some(
+      (k) => k.columns.length === requested.length && k.columns.every((c) => requested.includes(c)),
+    );
+    if (!unique) {
+      throw new TargetError(
+        `(${requested.join(', ')}) is not a unique key of ${where} — create a unique index on NOT NULL columns or name the primary key`,
+      );
+    }
+    return columns;
+  }
+  const key = table.uniqueKeys.find((k) => k.primary) ?? table.uniqueKeys[0];
+  if (!key) {
+    throw new TargetError(
+      `${where} has no primary key or unique index on NOT NULL columns — pg-rekey pages through rows by such a key; add one or pass --key`,
+    );
+  }
+  return key.columns.map((name) => assertColumn(table, name));
+}
+
+/**
+ * Resolves a configured target against pg_catalog: the table exists, the key
+ * is a unique NOT NULL key, the encrypted columns are text. `requireVersionColumns`
+ * additionally demands the target migration has been applied.
+ */
+export async function resolveTarget(
+  db: Queryable,
+  target: TargetConfig,
+  options: { requireVersionColumns: boolean },
+): Promise<ResolvedTarget> {
+  const table = await assertRelationExists(db, { schema: target.schema, name: target.table });
+  const where = formatQualifiedName(table);
+  const key = chooseKey(table, target.key).map((c) => ({ name: c.name, type: c.type }));
+  const columns = target.columns.map((name) => {
+    const column = assertColumn(table, name);
+    if (!TEXT_TYPES.has(column.typeName)) {
+      throw new TargetError(`column ${name} of ${where} is ${column.type}, not text or varchar — pg-rekey rotates text values`);
+    }
+    if (column.generated) throw new TargetError(`column ${name} of ${where} is generated and cannot be written`);
+    if (key.some((k) => k.name === name)) throw new TargetError(`column ${name} of ${where} is part of the key`);
+    const versionColumn = keyVersionColumn(name);
+    const hasVersionColumn = table.columns.some((c) => c.name === versionColumn);
+    if (options.requireVersionColumns && !hasVersionColumn) {
+      throw new TargetError(
+        `${where}.${name} has no ${versionColumn} column — run "pg-rekey target add --table ${where} --columns ${target.columns.join(',')}" and "pg-rekey migrate up"`,
+      );
+    }
+    return { name, versionColumn, hasVersionColumn };
+  });
+  return { name: where, schema: target.schema, table: target.table, key, columns, format: target.format };
+}
