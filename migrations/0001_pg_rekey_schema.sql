@@ -1,6 +1,6 @@
 -- Up Migration
 -- pg-rekey's own schema. The runner sets search_path to the configured schema
--- (default pg_rekey), so the names below are created there unqualified.
+-- (default pgrekey: the pg_ prefix is reserved), so the names below are created there unqualified.
 
 -- The key registry: fingerprints only, never key material. `version` is what
 -- target key-version columns reference (smallint keeps those columns small).

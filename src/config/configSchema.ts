@@ -38,7 +38,10 @@ export const configFileSchema = z
       .array(z.strictObject({ id: keyIdSchema, secret: secretRefSchema }))
       .min(1, { message: 'expected at least one key; the first is the primary' }),
     targets: z.array(targetSchema).default([]),
-    schema: identifierSchema.default('pg_rekey'),
+    // Not "pg_rekey": PostgreSQL reserves the pg_ prefix for system schemas (42939).
+    schema: identifierSchema
+      .refine((s) => !s.startsWith('pg_'), { message: 'the "pg_" prefix is reserved for system schemas; use e.g. "pgrekey"' })
+      .default('pgrekey'),
     migrationsDir: z.string().min(1).default('migrations'),
     rotationIntervalDays: z.number().int().positive().default(90),
   })

@@ -1,11 +1,28 @@
+import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { runner } from 'node-pg-migrate';
 import type { Logger } from 'pino';
 
-/** Where pg-rekey's own migrations ship: `<package>/migrations`, next to dist/. */
-export const OWN_MIGRATIONS_DIR = fileURLToPath(new URL('../../../migrations', import.meta.url));
+/**
+ * The package root: the nearest directory above this module holding package.json.
+ * Searched rather than fixed because this module runs both compiled
+ * (dist/src/schema/) and from source under vitest (src/schema/).
+ */
+function findPackageRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'package.json'))) {
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error('pg-rekey: cannot find its package.json above ' + fileURLToPath(import.meta.url));
+    dir = parent;
+  }
+  return dir;
+}
+
+/** Where pg-rekey's own migrations ship: `<package>/migrations`. */
+export const OWN_MIGRATIONS_DIR = path.join(findPackageRoot(), 'migrations');
 
 /** Our migrations table, inside our schema: never node-pg-migrate's default `pgmigrations`. */
 export const OWN_MIGRATIONS_TABLE = 'pgrekey_migrations';

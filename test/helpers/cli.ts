@@ -1,5 +1,5 @@
 /**
- * Runs the built CLI (dist/src/cli/main.js) as a subprocess, the way a DBA or
+ * Runs the built CLI (dist/src/cli/bin.js) as a subprocess, the way a DBA or
  * a deploy hook runs it, so tests see real exit codes and real stdout/stderr.
  * `npm test` builds before vitest runs, so dist/ is current.
  */
@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** The built CLI entry point. */
-export const CLI_PATH = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
+export const CLI_PATH = fileURLToPath(new URL('../../dist/src/cli/bin.js', import.meta.url));
 
 /** Options of `runCli`. */
 export interface RunCliOptions {
@@ -39,7 +39,7 @@ export interface CliResult {
 }
 
 /**
- * Spawns `node dist/src/cli/main.js ...args` and resolves when it exits (never
+ * Spawns `node dist/src/cli/bin.js ...args` and resolves when it exits (never
  * rejects on a non-zero exit: the code is what tests assert). The base
  * environment is minimal because vitest workers carry NODE_OPTIONS and
  * VITEST_* variables that the CLI must not see.

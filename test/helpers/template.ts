@@ -6,6 +6,7 @@
 
 import pg from 'pg';
 import { quoteIdent } from '../../src/db/quote.js';
+import { migrate } from '../../src/schema/migrate.js';
 
 /** The template's name on a server started for this run (on an external server a suffix is added). */
 export const TEMPLATE_DATABASE = 'pgrekey_template';
@@ -28,13 +29,9 @@ export async function prepareTemplate(adminUrl: string, templateName: string = T
 
   const url = new URL(adminUrl);
   url.pathname = `/${encodeURIComponent(templateName)}`;
-  const client = new pg.Client({ connectionString: url.toString(), application_name: 'pg-rekey-test-template' });
-  await client.connect();
-  try {
-    // Hook: run pg-rekey's migrations into the template here (a later issue).
-  } finally {
-    await client.end();
-  }
+  // Every test database starts with pg-rekey's own schema (default name) migrated;
+  // tests that need an unmigrated database run "migrate down" or create their own.
+  await migrate({ databaseUrl: url.toString(), schema: 'pgrekey', direction: 'up' });
 
   await withAdminClient(adminUrl, async (admin) => {
     await admin.query(`ALTER DATABASE ${quoteIdent(templateName)} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false`);

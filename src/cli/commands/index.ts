@@ -2,6 +2,8 @@ import type { Argv } from 'yargs';
 import type { CommandHandler } from '../main.js';
 import type { GlobalOptions } from '../context.js';
 import { keysCommand } from './keys.js';
+import { migrateCommand } from './migrate.js';
+import { targetCommand } from './target.js';
 
 /**
  * Wraps a command body so the CLI records its exit code. yargs types a handler's
@@ -13,4 +15,6 @@ export type Wrap = <A>(handler: CommandHandler<A & GlobalOptions>) => (args: any
 /** Registers every top-level command on the parser. */
 export function registerCommands(parser: Argv, wrap: Wrap): void {
   parser.command(keysCommand(wrap));
+  parser.command(migrateCommand(wrap));
+  parser.command(targetCommand(wrap));
 }

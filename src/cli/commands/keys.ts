@@ -5,6 +5,7 @@ import { checkKeys } from '../../crypto/checkKeys.js';
 import { ExitCode } from '../exitCodes.js';
 import { formatTable } from '../output.js';
 import type { Wrap } from './index.js';
+import { addKeyLifecycleCommands } from './keysLifecycle.js';
 
 /** `pg-rekey keys …`: generate, check (and the registry lifecycle commands). */
 export function keysCommand(wrap: Wrap): CommandModule {
@@ -12,7 +13,7 @@ export function keysCommand(wrap: Wrap): CommandModule {
     command: 'keys <command>',
     describe: 'Generate, check and manage encryption keys',
     builder: (yargs: Argv) =>
-      yargs
+      addKeyLifecycleCommands(yargs, wrap)
         .command({
           command: 'generate',
           describe: 'Print a new random key for a format to stdout, nothing else',

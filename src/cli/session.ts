@@ -1,0 +1,176 @@
+import { hostname, userInfo } from 'node:os';
+import type pg from 'pg';
+import type { ResolvedConfig } from '../config/loadConfig.js';
+import { fingerprintSecretAsync } from '../crypto/fingerprint.js';
+import type { Format } from '../crypto/formats.js';
+import { getFormatHandler } from '../crypto/getFormatHandler.js';
+import { keyringFromResolved, type Keyring } from '../crypto/keyring.js';
+import { resolveKeys, type ResolvedKey } from '../crypto/keySources.js';
+import { createPool } from '../db/pool.js';
+import { classifySqlState, isConnectionError, sqlstateOf } from '../db/sqlstate.js';
+import { DatabaseError, PgRekeyError, UsageError } from '../errors.js';
+import {
+  assertKeysMatch,
+  listRegisteredKeys,
+  registerConfiguredKeys,
+  type KeyIdentity,
+  type RegisteredKey,
+} from '../schema/registry.js';
+import type { Actor } from '../schema/runsSql.js';
+import { assertSchemaCurrent } from '../schema/schemaVersion.js';
+import type { CommandContext } from './context.js';
+
+/** A configured key with its fingerprint and, if registered, its registration. */
+export interface ConfiguredKey extends KeyIdentity {
+  registered: RegisteredKey | null;
+}
+
+/** What a database command works with once the schema and keys are checked. */
+export interface Session {
+  readonly config: ResolvedConfig;
+  readonly pool: pg.Pool;
+  /** pg-rekey's schema (config.schema). */
+  readonly schema: string;
+  /** Who is acting, for runs rows. */
+  readonly actor: Actor;
+  /** The registry as of the last registration or refresh, oldest first. */
+  readonly registry: readonly RegisteredKey[];
+  /** Configured keys in config order (empty when opened with `keys: false`). */
+  readonly keys: readonly ConfiguredKey[];
+  /**
+   * The keyring of `format` over the configured keys that are not retired,
+   * primary first: `primary` if given, else the registry's primary when it is
+   * configured, else config order. Secrets stay in this process.
+   */
+  keyring(format: Format, options?: { primary?: string }): Promise<Keyring>;
+  /** Re-reads the registry (after a lifecycle change) and returns it. */
+  refreshRegistry(): Promise<readonly RegisteredKey[]>;
+}
+
+/** How much of the start-up sequence a command needs. */
+export interface SessionOptions {
+  /**
+   * Resolve configured keys and check their fingerprints against the registry
+   * (default true). Commands that use no key and write no key-related row may skip it.
+   */
+  keys?: boolean;
+  /**
+   * Which configured keys to register if the registry does not know them yet:
+   * 'all' (commands that use the keys: rotate, verify), a list of ids, or 'none' (default).
+   */
+  register?: 'all' | 'none' | readonly string[];
+  /** Pool size (default 4); the rotator sizes it to its workers. */
+  maxConnections?: number;
+}
+
+/** The actor of this CLI process: OS user and host (the database user is recorded by the server). */
+export function cliActor(): Actor {
+  let osUser: string | null = null;
+  try {
+    osUser = userInfo().username;
+  } catch {
+    // No passwd entry for the uid (some containers): record the host only.
+  }
+  return { osUser, host: hostname() };
+}
+
+/** Turns driver errors into typed errors so the CLI exits 69 with a clear message, never 70. */
+export function asDatabaseError(err: unknown): unknown {
+  if (err instanceof PgRekeyError) return err;
+  const code = sqlstateOf(err);
+  if (isConnectionError(err) || classifySqlState(err) === 'insufficient-privilege' || code === '28P01' || code === '3D000') {
+    return new DatabaseError(`database unavailable: ${(err as Error).message}${code ? ` (SQLSTATE ${code})` : ''}`, {
+      cause: err,
+    });
+  }
+  return err;
+}
+
+/**
+ * The start-up every database command shares, in this order: open a pool,
+ * check the pg_rekey schema is current (SchemaMissing/Incompatible → exit 3),
+ * resolve the configured keys and fingerprint them, check every fingerprint
+ * against the registry (KeyMismatchError → exit 2, before anything is
+ * written), then register the requested first-used keys (each an `add` run).
+ * Runs `fn` with the session and always ends the pool.
+ */
+export async function withSession<T>(
+  ctx: CommandContext,
+  options: SessionOptions,
+  fn: (session: Session) => Promise<T>,
+): Promise<T> {
+  const config = await ctx.config();
+  const pool = createPool(ctx.databaseUrl(), {
+    applicationName: 'pg-rekey',
+    max: options.maxConnections ?? 4,
+    logger: ctx.logger,
+  });
+  try {
+    await assertSchemaCurrent(pool, config.schema);
+    const resolved: ResolvedKey[] =
+      options.keys === false ? [] : await resolveKeys(config.keys, { baseDir: config.baseDir, env: ctx.env });
+    const identities: KeyIdentity[] = await Promise.all(
+      resolved.map(async (k) => ({ id: k.id, fingerprint: await fingerprintSecretAsync(k.secret) })),
+    );
+    const actor = cliActor();
+    let registry = await listRegisteredKeys(pool, config.schema);
+    assertKeysMatch(identities, registry);
+    const register = options.register ?? 'none';
+    if (register !== 'none') {
+      if (register !== 'all') {
+        const unknown = register.filter((id) => !identities.some((k) => k.id === id));
+        if (unknown.length > 0) {
+          throw new UsageError(`key ${unknown[0]} is not in the config file — add it to "keys" first`);
+        }
+      }
+      // Re-checks the fingerprints under the registry lock, so a concurrent
+      // registration with another secret is caught too.
+      registry = await registerConfiguredKeys(pool, config.schema, identities, actor, register === 'all' ? undefined : register);
+    }
+    const keyrings = new Map<string, Promise<Keyring>>();
+    const session: Session = {
+      config,
+      pool,
+      schema: config.schema,
+      actor,
+      get registry() {
+        return registry;
+      },
+      get keys() {
+        return identities.map((k) => ({ ...k, registered: registry.find((r) => r.keyId === k.id) ?? null }));
+      },
+      keyring(format, keyringOptions = {}) {
+        const usable = resolved.filter((k) => registry.find((r) => r.keyId === k.id)?.state !== 'retired');
+        const primary =
+          keyringOptions.primary ?? registry.find((r) => r.isPrimary && usable.some((k) => k.id === r.keyId))?.keyId;
+        const ordered = primary
+          ? [...usable.filter((k) => k.id === primary), ...usable.filter((k) => k.id !== primary)]
+          : usable;
+        if (keyringOptions.primary && ordered[0]?.id !== keyringOptions.primary) {
+          throw new UsageError(`key ${keyringOptions.primary} is not configured or is retired`);
+        }
+        const cacheKey = `${format}\0${ordered.map((k) => k.id).join('\0')}`;
+        let keyring = keyrings.get(cacheKey);
+        if (!keyring) {
+          // Derive keys off the main thread first (django formats run PBKDF2),
+          // then build the keyring synchronously from the warmed memo.
+          const handler = getFormatHandler(format);
+          keyring = Promise.all(ordered.map((k) => handler.prewarmKey(k.id, k.secret))).then(() =>
+            keyringFromResolved(format, ordered),
+          );
+          keyrings.set(cacheKey, keyring);
+        }
+        return keyring;
+      },
+      async refreshRegistry() {
+        registry = await listRegisteredKeys(pool, config.schema);
+        return registry;
+      },
+    };
+    return await fn(session);
+  } catch (err) {
+    throw asDatabaseError(err);
+  } finally {
+    await pool.end();
+  }
+}
