@@ -145,3 +145,13 @@ export function casUpdateSql(target: ResolvedTarget, rows: readonly RowWrite[], 
     values,
   );
 }
+
+/** Whether any value of the target still needs work (cheap: stops at the first row). */
+export function selectAnyWorkSql(target: ResolvedTarget, targetVersion: number): Sql {
+  const pending = target.columns.map((c) => {
+    const col = `t.${quoteIdent(c.name)}`;
+    const v = `t.${quoteIdent(c.versionColumn)}`;
+    return `(${col} IS NOT NULL AND ${col} <> '' AND (${v} IS NULL OR ${v} < $1::smallint OR ${v} > $1::smallint))`;
+  });
+  return sql(`SELECT EXISTS (SELECT 1 FROM ${tableOf(target)} AS t WHERE ${pending.join(' OR ')}) AS "hasWork"`, [targetVersion]);
+}

@@ -51,7 +51,8 @@ export type RangeOutcome = 'done' | 'stopped' | 'aborted';
 // is left for the next run after this many re-examinations.
 const MAX_REEXAMINE = 3;
 
-function toReadRows(target: ResolvedTarget, rows: Record<string, unknown>[]): ReadRow[] {
+/** Maps the rows of selectBatchSql / selectRowsByKeySql (k0…, c0, v0…) to ReadRows. */
+export function toReadRows(target: ResolvedTarget, rows: Record<string, unknown>[]): ReadRow[] {
   return rows.map((r) => ({
     key: target.key.map((_, i) => r[`k${i}`] as string),
     values: target.columns.map((_, i) => r[`c${i}`] as string | null),

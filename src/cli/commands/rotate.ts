@@ -1,0 +1,233 @@
+import { hostname } from 'node:os';
+import type { Argv, CommandModule } from 'yargs';
+import { createCodecFromKeyring } from '../../crypto/createCodec.js';
+import type { Codec } from '../../crypto/codec.js';
+import { quoteIdent } from '../../db/quote.js';
+import { UsageError } from '../../errors.js';
+import { requireActiveKey } from '../../schema/registry.js';
+import { resolveTarget, type ResolvedTarget } from '../../schema/resolveTarget.js';
+import { selectAnyWorkSql } from '../../rotation/batchSql.js';
+import { dryRunTarget, type DryRunTargetReport } from '../../rotation/dryRun.js';
+import { startOrJoinRun } from '../../rotation/planRun.js';
+import { selectRangesSql } from '../../rotation/rangesSql.js';
+import { runRotation, type RotationOutcome } from '../../rotation/rotate.js';
+import { transformBatch } from '../../rotation/transformBatch.js';
+import type { BatchTransformer } from '../../rotation/rotateRange.js';
+import { ExitCode } from '../exitCodes.js';
+import { formatTable } from '../output.js';
+import { parseDuration } from '../parseDuration.js';
+import { createProgressReporter } from '../progressReporter.js';
+import { withSession, type Session } from '../session.js';
+import type { CommandContext } from '../context.js';
+import type { Wrap } from './index.js';
+
+interface RotateArgs {
+  to?: string;
+  target?: string[];
+  batchSize: number;
+  workers: number;
+  dryRun: boolean;
+  onError: 'continue' | 'abort';
+  maxDuration?: string;
+  maxRate?: number;
+  pauseMs?: number;
+  maxReplicaLag?: string;
+  lockTimeout: string;
+  statementTimeout: string;
+  lease: string;
+  reason?: string;
+  emergency: boolean;
+}
+
+/** `pg-rekey rotate`: re-encrypt every target value not yet under the target key. */
+export function rotateCommand(wrap: Wrap): CommandModule {
+  return {
+    command: 'rotate',
+    describe: 'Re-encrypt every target value to the target key, online, resumable, in small transactions',
+    builder: (y: Argv) =>
+      y
+        .option('to', { type: 'string', describe: 'Target key id (default: the registry\'s primary key)' })
+        .option('target', { type: 'string', array: true, describe: 'Limit to table.column (repeatable), e.g. people.email' })
+        .option('batch-size', { type: 'number', default: 1000, describe: 'Rows per batch (one transaction each)' })
+        .option('workers', { type: 'number', default: 2, describe: 'Concurrent range workers in this process' })
+        .option('dry-run', { type: 'boolean', default: false, describe: 'Read and decrypt everything, write nothing; report what would change' })
+        .option('on-error', { choices: ['continue', 'abort'] as const, default: 'continue' as const, describe: 'On an undecryptable value: record it and go on, or stop' })
+        .option('max-duration', { type: 'string', describe: 'Stop cleanly after this long (e.g. 5m) and exit 75; run again to continue' })
+        .option('max-rate', { type: 'number', describe: 'At most this many rows per second' })
+        .option('pause-ms', { type: 'number', describe: 'Pause between batches, in milliseconds' })
+        .option('max-replica-lag', { type: 'string', describe: 'Wait while a streaming replica lags more than this (e.g. 10s)' })
+        .option('lock-timeout', { type: 'string', default: '5s', describe: 'lock_timeout of each batch; timed-out batches are retried' })
+        .option('statement-timeout', { type: 'string', default: '60s', describe: 'statement_timeout of each batch' })
+        .option('lease', { type: 'string', default: '30s', describe: 'How long a range stays claimed without progress before another worker takes it over' })
+        .option('reason', { type: 'string', describe: 'Why this rotation runs (recorded in the audit trail)' })
+        .option('emergency', { type: 'boolean', default: false, describe: 'Record this as an emergency rotation (requires --reason)' })
+        .check((a) => {
+          if ((a['batch-size'] as number) < 1 || (a.workers as number) < 1) throw new Error('--batch-size and --workers must be at least 1');
+          if (a.emergency && !a.reason) throw new Error('--emergency needs --reason "<what happened>" for the audit trail');
+          return true;
+        }),
+    handler: wrap<RotateArgs>(async (ctx, argv) =>
+      withSession(ctx, { register: 'all', maxConnections: argv.workers * 2 + 2 }, (session) => rotate(ctx, session, argv)),
+    ),
+  };
+}
+
+/** Picks the configured targets named by --target (table.column or schema.table.column). */
+function selectTargets(session: Session, filters: string[] | undefined) {
+  const targets = session.config.targets;
+  if (targets.length === 0) throw new UsageError('no targets configured — add one with "pg-rekey target add"');
+  if (!filters || filters.length === 0) return targets;
+  const chosen = targets
+    .map((t) => ({
+      ...t,
+      columns: t.columns.filter((c) =>
+        filters.some((f) => f === `${t.table}.${c}` || f === `${t.schema}.${t.table}.${c}` || f === t.table || f === `${t.schema}.${t.table}`),
+      ),
+    }))
+    .filter((t) => t.columns.length > 0);
+  if (chosen.length === 0) throw new UsageError(`--target ${filters.join(', ')} matches no configured target column`);
+  return chosen;
+}
+
+async function rotate(ctx: CommandContext, session: Session, argv: RotateArgs) {
+  const { pool, schema, registry } = session;
+  const primary = registry.find((k) => k.isPrimary);
+  const targetKeyId = argv.to ?? primary?.keyId;
+  if (!targetKeyId) throw new UsageError('no primary key is registered — pass --to <key id> or run "pg-rekey keys promote <id>"');
+  const targetKey = requireActiveKey(registry, targetKeyId);
+  if (!session.keys.some((k) => k.id === targetKeyId)) {
+    throw new UsageError(`key ${targetKeyId} is registered but not configured here — add it to "keys" in the config file`);
+  }
+  const targets: ResolvedTarget[] = [];
+  for (const t of selectTargets(session, argv.target)) targets.push(await resolveTarget(pool, t, { requireVersionColumns: true }));
+  const codecs = new Map<string, Codec>();
+  for (const t of targets) {
+    codecs.set(t.name, createCodecFromKeyring(t.format, await session.keyring(t.format, { primary: targetKeyId })));
+  }
+  const transform: BatchTransformer = async (target, rows) =>
+    transformBatch(rows, { codec: codecs.get(target.name)!, targetKeyId, targetVersion: targetKey.version });
+  const batchSize = argv.batchSize;
+
+  if (argv.dryRun) {
+    const reports: DryRunTargetReport[] = [];
+    for (const t of targets) reports.push(await dryRunTarget(pool, t, targetKey.version, batchSize, transform));
+    const failures = reports.reduce((n, r) => n + r.failures.length, 0);
+    ctx.output.result({ dryRun: true, targetKey: targetKeyId, targets: reports }, () => formatDryRun(targetKeyId, reports));
+    return failures > 0 ? ExitCode.FAILURES : ExitCode.OK;
+  }
+
+  const open = await pool.query(`SELECT 1 FROM ${quoteIdent(schema)}.runs WHERE kind = 'rotate' AND status IN ('running', 'stopped')`);
+  if (open.rowCount === 0) {
+    let hasWork = false;
+    for (const t of targets) hasWork ||= (await pool.query<{ hasWork: boolean }>(selectAnyWorkSql(t, targetKey.version))).rows[0]!.hasWork;
+    if (!hasWork) {
+      ctx.output.result({ status: 'nothing-to-do', targetKey: targetKeyId }, () => `Nothing to rotate: every value is already under key ${targetKeyId}.`);
+      return ExitCode.OK;
+    }
+  }
+  const due = primary?.promotedAt ? Date.now() - primary.promotedAt.getTime() > session.config.rotationIntervalDays * 86_400_000 : false;
+  const run = await startOrJoinRun(
+    pool,
+    schema,
+    {
+      targetKeyId,
+      sourceKeyIds: session.keys.map((k) => k.id).filter((id) => id !== targetKeyId),
+      columns: targets.flatMap((t) => t.columns.map((c) => `${t.name}.${c.name}`)),
+      trigger: argv.emergency ? 'emergency' : due ? 'scheduled' : 'manual',
+      reason: argv.reason,
+      actor: session.actor,
+      options: { batchSize, workers: argv.workers, onError: argv.onError },
+    },
+    targets,
+  );
+  ctx.output.info(`${run.joined ? 'Joined' : 'Started'} rotation run ${run.id} to key ${targetKeyId}.`);
+
+  const ranges = (await pool.query<{ target: string; estimatedRows: number; examined: number }>(selectRangesSql(schema, run.id))).rows;
+  const totals: Record<string, number> = {};
+  for (const r of ranges) totals[r.target] = (totals[r.target] ?? 0) + Math.max(0, r.estimatedRows - r.examined);
+  const progress = createProgressReporter({ totals, logger: ctx.logger, tty: process.stderr.isTTY === true, enabled: true });
+  const stop = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    ctx.logger.warn({ signal }, 'stop requested: finishing the current batch');
+    stop.abort();
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  let outcome: RotationOutcome;
+  try {
+    outcome = await runRotation({
+      pool,
+      schema,
+      runId: run.id,
+      targetVersion: targetKey.version,
+      targets,
+      transform,
+      owner: `${hostname()}:${process.pid}`,
+      signal: stop.signal,
+      logger: ctx.logger,
+      onBatch: (p) => progress.add(p.target, p.examined),
+      settings: {
+        batchSize,
+        workers: argv.workers,
+        leaseMs: parseDuration(argv.lease, 'lease'),
+        lockTimeoutMs: parseDuration(argv.lockTimeout, 'lock-timeout'),
+        statementTimeoutMs: parseDuration(argv.statementTimeout, 'statement-timeout'),
+        onError: argv.onError,
+        maxDurationMs: argv.maxDuration === undefined ? undefined : parseDuration(argv.maxDuration, 'max-duration'),
+        maxRate: argv.maxRate,
+        pauseMs: argv.pauseMs,
+        maxReplicaLagMs: argv.maxReplicaLag === undefined ? undefined : parseDuration(argv.maxReplicaLag, 'max-replica-lag'),
+      },
+    });
+  } finally {
+    progress.stop();
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+  }
+  ctx.output.result({ targetKey: targetKeyId, ...outcome }, () => formatOutcome(targetKeyId, outcome));
+  switch (outcome.status) {
+    case 'succeeded':
+      return ExitCode.OK;
+    case 'stopped':
+      return ExitCode.STOPPED_RESUMABLE;
+    default:
+      return ExitCode.FAILURES;
+  }
+}
+
+function formatOutcome(targetKeyId: string, o: RotationOutcome): string {
+  const rows: unknown[][] = [];
+  for (const [target, columns] of Object.entries(o.bySource)) {
+    for (const [column, sources] of Object.entries(columns)) {
+      for (const [source, n] of Object.entries(sources)) rows.push([`${target}.${column}`, source, n]);
+    }
+  }
+  const seconds = o.durationMs / 1000;
+  const verdict = {
+    succeeded: 'Rotation complete.',
+    failed: `Rotation finished with ${o.failed} value(s) that could not be decrypted — see "pg-rekey status --run ${o.runId}".`,
+    stopped: 'Stopped early at a batch boundary; run "pg-rekey rotate" again to continue.',
+    aborted: 'Aborted at the first undecryptable value (--on-error abort).',
+  }[o.status];
+  return [
+    `Run ${o.runId} → key ${targetKeyId}: ${o.status}`,
+    rows.length > 0 ? formatTable(['COLUMN', 'FROM KEY', 'VALUES CHANGED'], rows) : '(no values changed)',
+    `examined ${o.examined} rows · skipped ${o.skipped} NULL/empty values · failed ${o.failed} · conflicts left ${o.conflicted}`,
+    `this process: ${o.changedHere} rows changed in ${seconds.toFixed(1)} s (${Math.round(o.changedHere / Math.max(seconds, 0.001))} rows/s)`,
+    verdict,
+  ].join('\n');
+}
+
+function formatDryRun(targetKeyId: string, reports: DryRunTargetReport[]): string {
+  const lines = [`Dry run to key ${targetKeyId}: nothing was written.`];
+  for (const r of reports) {
+    const rows: unknown[][] = [];
+    for (const [column, sources] of Object.entries(r.wouldChange)) {
+      for (const [source, n] of Object.entries(sources)) rows.push([column, source, n]);
+    }
+    lines.push(`\n${r.target}: ${r.examined} rows examined, ${r.skipped} NULL/empty values skipped, ${r.alreadyDone} already under ${targetKeyId}`);
+    lines.push(rows.length > 0 ? formatTable(['COLUMN', 'FROM KEY', 'WOULD CHANGE'], rows) : '(nothing would change)');
+    for (const f of r.failures) lines.push(`  would fail: ${f.column} at ${JSON.stringify(f.rowKey)}: ${f.reason}`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,76 @@
+/**
+ * `rotate --dry-run`: reads and decrypts everything a rotation would touch and
+ * writes nothing at all — no data, no run, no checkpoints, no failures rows.
+ */
+import type pg from 'pg';
+import type { DecryptFailureReason } from '../errors.js';
+import type { ResolvedTarget } from '../schema/resolveTarget.js';
+import { selectBatchSql, type RowKey } from './batchSql.js';
+import { toReadRows, type BatchTransformer } from './rotateRange.js';
+import type { ReadRow } from './transformBatch.js';
+
+/** What a rotation would do to one target. */
+export interface DryRunTargetReport {
+  target: string;
+  examined: number;
+  skipped: number;
+  alreadyDone: number;
+  /** column → source key → values that would change */
+  wouldChange: Record<string, Record<string, number>>;
+  /** column → reason → count */
+  failuresByReason: Record<string, Partial<Record<DecryptFailureReason, number>>>;
+  /** The first failures, by row key (never the value). */
+  failures: { column: string; rowKey: Record<string, string>; reason: DecryptFailureReason }[];
+}
+
+const MAX_LISTED_FAILURES = 100;
+
+/** Scans one target in key order, batch by batch (no long snapshot), and reports. */
+export async function dryRunTarget(
+  pool: pg.Pool,
+  target: ResolvedTarget,
+  targetVersion: number,
+  batchSize: number,
+  transform: BatchTransformer,
+  onBatch?: (rows: number) => void,
+): Promise<DryRunTargetReport> {
+  const report: DryRunTargetReport = {
+    target: target.name,
+    examined: 0,
+    skipped: 0,
+    alreadyDone: 0,
+    wouldChange: {},
+    failuresByReason: {},
+    failures: [],
+  };
+  let after: RowKey | null = null;
+  for (;;) {
+    const read = await pool.query<Record<string, unknown>>(selectBatchSql(target, { after, upTo: null }, targetVersion, batchSize));
+    const rows: ReadRow[] = toReadRows(target, read.rows);
+    const result = await transform(target, rows);
+    report.examined += rows.length;
+    report.skipped += result.skipped;
+    report.alreadyDone += result.alreadyDone;
+    result.writes.forEach((write, w) =>
+      write.columns.forEach((col, c) => {
+        if (!col) return;
+        const column = target.columns[c]!.name;
+        const source = result.sources[w]![c]!;
+        const counts = (report.wouldChange[column] ??= {});
+        counts[source] = (counts[source] ?? 0) + 1;
+      }),
+    );
+    for (const f of result.failures) {
+      const column = target.columns[f.column]!.name;
+      const reasons = (report.failuresByReason[column] ??= {});
+      reasons[f.reason] = (reasons[f.reason] ?? 0) + 1;
+      if (report.failures.length < MAX_LISTED_FAILURES) {
+        const key = rows[f.row]!.key;
+        report.failures.push({ column, rowKey: Object.fromEntries(target.key.map((k, i) => [k.name, key[i]!])), reason: f.reason });
+      }
+    }
+    onBatch?.(rows.length);
+    if (rows.length < batchSize) return report;
+    after = rows.at(-1)!.key;
+  }
+}
