@@ -17,3 +17,4 @@ export { generateKey } from './crypto/generateKey.js';
 export { deriveDjangoFernetKey } from './crypto/kdf.js';
 export type { RandomSource } from './crypto/randomSource.js';
 export * from './errors.js';
+export { checkKeys, type CheckKeysInput, type CheckKeysReport, type CheckedKey } from './crypto/checkKeys.js';

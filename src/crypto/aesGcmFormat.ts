@@ -11,7 +11,7 @@
  * collision-safe for far more than 2^32 values per key would need, and a rotation
  * re-keys long before that. The key is 32 random bytes in base64 (either alphabet).
  */
-import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto';
 import { KeyInvalidError } from '../errors.js';
 import { decryptFailure, type FormatHandler } from './formatHandler.js';
 import { decodeBase64AnyStrict, decodeBase64UrlStrict, encodeBase64Url } from './strictBase64.js';
@@ -23,7 +23,8 @@ const TAG = 16;
 const utf8Strict = new TextDecoder('utf-8', { fatal: true });
 
 interface AesKey {
-  readonly key: Buffer;
+  /** A KeyObject: createCipheriv skips re-importing the key for every value. */
+  readonly key: KeyObject;
   /** The AAD header of values under this key, built once per key. */
   readonly header: Buffer;
 }
@@ -57,7 +58,7 @@ export const aesGcmHandler: FormatHandler = {
   async prewarmKey() {},
   prepareKey(keyId, secret): AesKey {
     this.validateKey(keyId, secret);
-    return { key: decodeBase64AnyStrict(secret) as Buffer, header: headerFor(keyId) };
+    return { key: createSecretKey(decodeBase64AnyStrict(secret) as Buffer), header: headerFor(keyId) };
   },
   seal(material, _keyId, plaintext, _timestamp, random) {
     const { key, header } = material as AesKey;

@@ -25,7 +25,7 @@ import { KeyInvalidError } from '../errors.js';
 import { decryptFailure, printableKeyId, type OpenedValue } from './formatHandler.js';
 import type { Format } from './formats.js';
 import { getFormatHandler } from './getFormatHandler.js';
-import { keyMaterialOf, type Keyring } from './keyring.js';
+import { keyMaterialOf, keysAreDistinct, type Keyring } from './keyring.js';
 import { defaultRandomBytes, systemClockSeconds, type RandomSource } from './randomSource.js';
 
 /** Injectable time and randomness (tests reproduce vectors with these). */
@@ -93,6 +93,14 @@ export class Codec {
   readonly #random: RandomSource;
   /** [id, material] in primary-first order, for formats that must try keys. */
   readonly #order: ReadonlyArray<readonly [string, unknown]>;
+  /**
+   * Start trying keys at the one that last worked. Safe only when no two keys
+   * share a secret: then at most one key authenticates a value and the order
+   * cannot change the result, while a rotation (most values under one old key)
+   * saves one HMAC per value. With shared secrets, strict primary-first applies.
+   */
+  readonly #affinity: boolean;
+  #lastHit = 0;
 
   /** Prefer createCodecFromKeyring; `format` must equal the keyring's. */
   constructor(format: Format, keyring: Keyring, options: CodecOptions = {}) {
@@ -105,6 +113,7 @@ export class Codec {
     this.#clock = options.clock ?? systemClockSeconds;
     this.#random = options.randomBytes ?? defaultRandomBytes;
     this.#order = keyring.keys.map((key) => [key.id, keyMaterialOf(keyring, key.id)] as const);
+    this.#affinity = keysAreDistinct(keyring);
   }
 
   /** Encrypts `plaintext` (UTF-8) with the primary key or `options.keyId`. */
@@ -176,11 +185,16 @@ export class Codec {
         throw decryptFailure('bad-mac', this.format, `key ${keyId} does not authenticate it (tampered or corrupted)`);
       }
     } else {
-      for (const [id, material] of this.#order) {
+      const order = this.#order;
+      const start = this.#affinity ? this.#lastHit : 0;
+      for (let step = 0; step < order.length; step += 1) {
+        const index = (start + step) % order.length;
+        const [id, material] = order[index] as readonly [string, unknown];
         if (without.length > 0 && without.includes(id)) continue;
         opened = this.#handler.open(material, parsed);
         if (opened !== undefined) {
           keyId = id;
+          this.#lastHit = index;
           break;
         }
       }

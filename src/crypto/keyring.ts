@@ -22,6 +22,7 @@ export interface KeyringKey {
 }
 
 let readMaterial: (keyring: Keyring, keyId: string) => unknown;
+let readDistinct: (keyring: Keyring) => boolean;
 
 /** The keys of one format. Build with {@link loadKeyring} or {@link keyringFromResolved}. */
 export class Keyring {
@@ -30,9 +31,12 @@ export class Keyring {
   /** Every key, primary first. */
   readonly keys: readonly KeyringKey[];
   readonly #materials = new Map<string, unknown>();
+  /** True when no two keys share a secret, so at most one key can authenticate a value. */
+  readonly #distinct: boolean;
 
   static {
     readMaterial = (keyring, keyId) => keyring.#materials.get(keyId);
+    readDistinct = (keyring) => keyring.#distinct;
   }
 
   /** Validates and derives every key (synchronously; PBKDF2 is memoized per process). */
@@ -40,6 +44,7 @@ export class Keyring {
     const handler = getFormatHandler(format);
     assertValidKeys(format, resolved);
     this.format = format;
+    this.#distinct = new Set(resolved.map((key) => key.secret)).size === resolved.length;
     this.keys = Object.freeze(
       resolved.map(({ id, secret }, index) => {
         this.#materials.set(id, handler.prepareKey(id, secret));
@@ -90,6 +95,11 @@ function lazyKey(id: string, role: KeyRole, secret: string): KeyringKey {
 /** Key material of `keyId` for the codec; undefined when not configured. Internal. */
 export function keyMaterialOf(keyring: Keyring, keyId: string): unknown {
   return readMaterial(keyring, keyId);
+}
+
+/** True when every key has its own secret (no two ids for one secret). Internal. */
+export function keysAreDistinct(keyring: Keyring): boolean {
+  return readDistinct(keyring);
 }
 
 /**
