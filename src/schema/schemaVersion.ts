@@ -19,7 +19,7 @@ function selectAppliedSql(schema: string): Sql {
  */
 export async function assertSchemaCurrent(db: Queryable, schema: string): Promise<void> {
   const { rows } = await db.query<{ exists: boolean }>({
-    text: 'SELECT to_regclass(format($1, $2, $3)) IS NOT NULL AS exists',
+    text: 'SELECT to_regclass(format($1::text, $2::text, $3::text)) IS NOT NULL AS exists',
     values: ['%I.%I', schema, OWN_MIGRATIONS_TABLE],
   });
   if (!rows[0]?.exists) {

@@ -1,0 +1,97 @@
+/**
+ * `pg-rekey migrate up | down | status` against a real server (issue 3 §2):
+ * idempotent, safe under concurrency, reversible, and every other command
+ * refuses an unmigrated database with exit 3.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { dumpSchema } from '../../src/schema/dumpSchema.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { createProject, jsonOf, type TestProject } from './project.js';
+
+let db: TestDatabase;
+let project: TestProject;
+
+// Test databases come migrated from the template; these tests start from an
+// empty database, so they undo everything first (which also exercises down).
+beforeAll(async () => {
+  db = await createTestDatabase('cli_migrate');
+  project = await createProject(db.url);
+  const down = await project.cli(['migrate', 'down', '--all']);
+  expect(down.code, down.stderr).toBe(0);
+  await db.pool.query('DROP SCHEMA pgrekey CASCADE');
+});
+
+afterAll(async () => {
+  await project?.remove();
+  await db?.drop();
+});
+
+describe('migrate', () => {
+  test('commands on an unmigrated database exit 3 naming "pg-rekey migrate up"', async () => {
+    for (const args of [['keys', 'list'], ['keys', 'add', 'k1'], ['keys', 'promote', 'k1'], ['keys', 'retire', 'k2']]) {
+      const r = await project.cli(args);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(3);
+      expect(r.stderr).toContain('pg-rekey migrate up');
+    }
+  });
+
+  test('--dry-run prints the SQL and writes nothing', async () => {
+    const r = await project.cli(['migrate', 'up', '--dry-run']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('CREATE TABLE keys');
+    const schemas = await db.pool.query(`SELECT 1 FROM pg_namespace WHERE nspname = 'pgrekey'`);
+    expect(schemas.rowCount).toBe(0);
+  });
+
+  test('status lists our migrations as pending', async () => {
+    const r = await project.cli(['migrate', 'status', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const status = jsonOf(r);
+    expect(status.own.map((m: { applied: boolean }) => m.applied)).toEqual([false, false]);
+    expect(status.pending).toBe(2);
+  });
+
+  test('five concurrent "migrate up" processes all succeed; exactly one applies', async () => {
+    const results = await Promise.all(Array.from({ length: 5 }, () => project.cli(['migrate', 'up', '--json'])));
+    for (const r of results) expect(r.code, r.stderr).toBe(0);
+    const applied = results.map((r) => jsonOf(r).own.length);
+    expect(applied.filter((n) => n > 0)).toEqual([2]);
+    const rows = await db.pool.query('SELECT name FROM pgrekey.pgrekey_migrations');
+    expect(rows.rowCount).toBe(2);
+  });
+
+  test('"migrate up" again is a no-op', async () => {
+    const before = await dumpSchema(db.pool, 'pgrekey');
+    const r = await project.cli(['migrate', 'up']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('Nothing to do');
+    expect(await dumpSchema(db.pool, 'pgrekey')).toBe(before);
+    const status = jsonOf(await project.cli(['migrate', 'status', '--json']));
+    expect(status.pending).toBe(0);
+  });
+
+  test('down then up restores the schema', async () => {
+    const before = await dumpSchema(db.pool, 'pgrekey');
+    const down = await project.cli(['migrate', 'down', '--all', '--json']);
+    expect(down.code, down.stderr).toBe(0);
+    expect(jsonOf(down).own).toEqual(['0002_key_version_guards', '0001_pg_rekey_schema']);
+    const gone = await db.pool.query(`SELECT to_regclass('pgrekey.keys') AS t`);
+    expect(gone.rows[0].t).toBeNull();
+    const listed = await project.cli(['keys', 'list']);
+    expect(listed.code).toBe(3);
+    const up = await project.cli(['migrate', 'up']);
+    expect(up.code, up.stderr).toBe(0);
+    expect(await dumpSchema(db.pool, 'pgrekey')).toBe(before);
+  });
+
+  test('an unknown (newer) migration in the schema exits 3 with "upgrade pg-rekey"', async () => {
+    await db.pool.query(`INSERT INTO pgrekey.pgrekey_migrations (name, run_on) VALUES ('9999_from_the_future', now())`);
+    try {
+      const r = await project.cli(['keys', 'list']);
+      expect(r.code).toBe(3);
+      expect(r.stderr).toContain('upgrade pg-rekey');
+    } finally {
+      await db.pool.query(`DELETE FROM pgrekey.pgrekey_migrations WHERE name = '9999_from_the_future'`);
+    }
+  });
+});
