@@ -67,7 +67,10 @@ export function rotateCommand(wrap: Wrap): CommandModule {
           return true;
         }),
     handler: wrap<RotateArgs>(async (ctx, argv) =>
-      withSession(ctx, { register: 'all', maxConnections: argv.workers * 2 + 2 }, (session) => rotate(ctx, session, argv)),
+      // A dry run writes nothing at all, not even a first-use key registration.
+      withSession(ctx, { register: argv.dryRun ? 'none' : 'all', maxConnections: argv.workers * 2 + 2 }, (session) =>
+        argv.dryRun ? dryRun(ctx, session, argv) : rotate(ctx, session, argv),
+      ),
     ),
   };
 }
@@ -89,32 +92,47 @@ function selectTargets(session: Session, filters: string[] | undefined) {
   return chosen;
 }
 
+/** The resolved targets and the crypto step for a rotation to `targetKeyId`. */
+async function prepare(session: Session, argv: RotateArgs, targetKeyId: string, targetVersion: number) {
+  if (!session.keys.some((k) => k.id === targetKeyId)) {
+    throw new UsageError(`key ${targetKeyId} is not configured here — add it to "keys" in the config file`);
+  }
+  const targets: ResolvedTarget[] = [];
+  for (const t of selectTargets(session, argv.target)) targets.push(await resolveTarget(session.pool, t, { requireVersionColumns: true }));
+  const codecs = new Map<string, Codec>();
+  for (const t of targets) {
+    codecs.set(t.name, createCodecFromKeyring(t.format, await session.keyring(t.format, { primary: targetKeyId })));
+  }
+  const transform: BatchTransformer = async (target, rows) =>
+    transformBatch(rows, { codec: codecs.get(target.name)!, targetKeyId, targetVersion });
+  return { targets, transform };
+}
+
+// Key versions start at 1: a target key not registered yet matches no row.
+const UNREGISTERED_VERSION = 0;
+
+/** `rotate --dry-run`: what would change, per column and source key, and what would fail. */
+async function dryRun(ctx: CommandContext, session: Session, argv: RotateArgs) {
+  const targetKeyId = argv.to ?? session.registry.find((k) => k.isPrimary)?.keyId ?? session.keys[0]!.id;
+  const registered = session.registry.find((k) => k.keyId === targetKeyId);
+  if (registered?.state === 'retired') throw new UsageError(`key ${targetKeyId} is retired and can no longer be used`);
+  const version = registered?.version ?? UNREGISTERED_VERSION;
+  const { targets, transform } = await prepare(session, argv, targetKeyId, version);
+  const reports: DryRunTargetReport[] = [];
+  for (const t of targets) reports.push(await dryRunTarget(session.pool, t, version, argv.batchSize, transform));
+  const failures = reports.reduce((n, r) => n + r.failures.length, 0);
+  ctx.output.result({ dryRun: true, targetKey: targetKeyId, targets: reports }, () => formatDryRun(targetKeyId, reports));
+  return failures > 0 ? ExitCode.FAILURES : ExitCode.OK;
+}
+
 async function rotate(ctx: CommandContext, session: Session, argv: RotateArgs) {
   const { pool, schema, registry } = session;
   const primary = registry.find((k) => k.isPrimary);
   const targetKeyId = argv.to ?? primary?.keyId;
   if (!targetKeyId) throw new UsageError('no primary key is registered — pass --to <key id> or run "pg-rekey keys promote <id>"');
   const targetKey = requireActiveKey(registry, targetKeyId);
-  if (!session.keys.some((k) => k.id === targetKeyId)) {
-    throw new UsageError(`key ${targetKeyId} is registered but not configured here — add it to "keys" in the config file`);
-  }
-  const targets: ResolvedTarget[] = [];
-  for (const t of selectTargets(session, argv.target)) targets.push(await resolveTarget(pool, t, { requireVersionColumns: true }));
-  const codecs = new Map<string, Codec>();
-  for (const t of targets) {
-    codecs.set(t.name, createCodecFromKeyring(t.format, await session.keyring(t.format, { primary: targetKeyId })));
-  }
-  const transform: BatchTransformer = async (target, rows) =>
-    transformBatch(rows, { codec: codecs.get(target.name)!, targetKeyId, targetVersion: targetKey.version });
+  const { targets, transform } = await prepare(session, argv, targetKeyId, targetKey.version);
   const batchSize = argv.batchSize;
-
-  if (argv.dryRun) {
-    const reports: DryRunTargetReport[] = [];
-    for (const t of targets) reports.push(await dryRunTarget(pool, t, targetKey.version, batchSize, transform));
-    const failures = reports.reduce((n, r) => n + r.failures.length, 0);
-    ctx.output.result({ dryRun: true, targetKey: targetKeyId, targets: reports }, () => formatDryRun(targetKeyId, reports));
-    return failures > 0 ? ExitCode.FAILURES : ExitCode.OK;
-  }
 
   const open = await pool.query(`SELECT 1 FROM ${quoteIdent(schema)}.runs WHERE kind = 'rotate' AND status IN ('running', 'stopped')`);
   if (open.rowCount === 0) {

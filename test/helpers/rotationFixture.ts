@@ -1,0 +1,135 @@
+/**
+ * The reference workload for rotation tests: a `people` table whose email and
+ * mobno hold django-fernet-v1 values under an "old" SECRET_KEY (every seventh
+ * mobno NULL), a config with a new and the old key, and the target migration
+ * applied through the CLI — the way a DBA sets it up.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type pg from 'pg';
+import { expect } from 'vitest';
+import { createCodec } from '../../src/crypto/createCodec.js';
+import type { Codec } from '../../src/crypto/codec.js';
+import { runCli, type CliResult } from './cli.js';
+
+export const OLD_SECRET = 'django-insecure-7^x#r0tation-old-key-0001!vbn@q';
+export const NEW_SECRET = 'django-insecure-n3w-r0tation-key-0002!zzq@p#1x';
+
+/** The plaintexts row `id` holds (deterministic, so tests can check every row). */
+export function plaintextsOf(id: number): { email: string; mobno: string | null } {
+  return { email: `user${id}@example.com`, mobno: id % 7 === 0 ? null : `+1555${String(id).padStart(7, '0')}` };
+}
+
+/** A codec with both keys (new primary): what the application would run in dual-key mode. */
+export function bothKeysCodec(): Promise<Codec> {
+  return createCodec({
+    format: 'django-fernet-v1',
+    keys: [
+      { id: 'new', secret: 'env:NEW' },
+      { id: 'old', secret: 'env:OLD' },
+    ],
+    env: { NEW: NEW_SECRET, OLD: OLD_SECRET },
+  });
+}
+
+/** Creates `people` and fills it with `rows` rows encrypted under the old key. */
+export async function seedPeople(pool: pg.Pool, rows: number, table = 'people'): Promise<void> {
+  const codec = await bothKeysCodec();
+  await pool.query(`CREATE TABLE ${table} (id bigint PRIMARY KEY, name text NOT NULL, email text, mobno text)`);
+  for (let start = 1; start <= rows; start += 5000) {
+    const ids: number[] = [];
+    const emails: (string | null)[] = [];
+    const mobnos: (string | null)[] = [];
+    for (let id = start; id < Math.min(start + 5000, rows + 1); id++) {
+      const p = plaintextsOf(id);
+      ids.push(id);
+      emails.push(codec.encrypt(p.email, { keyId: 'old' }));
+      mobnos.push(p.mobno === null ? null : codec.encrypt(p.mobno, { keyId: 'old' }));
+    }
+    await pool.query(
+      `INSERT INTO ${table} (id, name, email, mobno) SELECT id, 'name ' || id, e, m FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, e, m)`,
+      [ids, emails, mobnos],
+    );
+  }
+  await pool.query(`ANALYZE ${table}`);
+}
+
+/** A working directory with a config file; `run` invokes the CLI there with the database and secrets. */
+export interface RotationWorkspace {
+  dir: string;
+  env: Record<string, string>;
+  run(args: string[], options?: { env?: Record<string, string>; timeoutMs?: number }): Promise<CliResult>;
+  cleanup(): Promise<void>;
+}
+
+/** Writes a config (new key first, so it becomes primary when first registered) in a temp dir. */
+export async function createWorkspace(databaseUrl: string, extra: Record<string, unknown> = {}): Promise<RotationWorkspace> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'pg-rekey-test-'));
+  const config = {
+    keys: [
+      { id: 'new', secret: 'env:SECRET_KEY' },
+      { id: 'old', secret: 'env:SECRET_KEY_OLD' },
+    ],
+    targets: [],
+    ...extra,
+  };
+  await writeFile(path.join(dir, 'pg-rekey.config.json'), `${JSON.stringify(config, null, 2)}\n`);
+  const env = { DATABASE_URL: databaseUrl, SECRET_KEY: NEW_SECRET, SECRET_KEY_OLD: OLD_SECRET };
+  return {
+    dir,
+    env,
+    run: (args, options = {}) =>
+      runCli(args, { cwd: dir, env: { ...env, ...options.env }, timeoutMs: options.timeoutMs ?? 120_000 }),
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+}
+
+/** Asserts a CLI call exited with `code`, showing its output when it did not. */
+export function expectExit(result: CliResult, code: number): void {
+  expect(result.code, `exit ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`).toBe(code);
+}
+
+/** Seeds people, then adds it as a target and migrates, through the CLI. */
+export async function prepareRotation(pool: pg.Pool, databaseUrl: string, rows: number): Promise<RotationWorkspace> {
+  await seedPeople(pool, rows);
+  const ws = await createWorkspace(databaseUrl);
+  expectExit(await ws.run(['migrate', 'up']), 0);
+  expectExit(await ws.run(['target', 'add', '--table', 'public.people', '--columns', 'email,mobno', '--format', 'django-fernet-v1']), 0);
+  expectExit(await ws.run(['migrate', 'up']), 0);
+  return ws;
+}
+
+/** Decrypts every row and checks it holds its original plaintexts under `keyId`, with a matching key version. */
+export async function expectAllUnderKey(pool: pg.Pool, keyId: string, schema = 'pgrekey'): Promise<number> {
+  const codec = await bothKeysCodec();
+  const { rows } = await pool.query<{ id: string; email: string | null; mobno: string | null; ev: string | null; mv: string | null }>(
+    `SELECT p.id, p.email, p.mobno, ek.key_id AS ev, mk.key_id AS mv
+       FROM people p
+       LEFT JOIN ${schema}.keys ek ON ek.version = p.email_key_version
+       LEFT JOIN ${schema}.keys mk ON mk.version = p.mobno_key_version
+      ORDER BY p.id`,
+  );
+  for (const row of rows) {
+    const expected = plaintextsOf(Number(row.id));
+    const email = codec.decrypt(row.email);
+    expect({ id: row.id, plaintext: email.plaintext, keyId: email.keyId, version: row.ev }).toEqual({
+      id: row.id,
+      plaintext: expected.email,
+      keyId,
+      version: keyId,
+    });
+    if (expected.mobno === null) {
+      expect(row.mobno).toBeNull();
+    } else {
+      const mobno = codec.decrypt(row.mobno);
+      expect({ id: row.id, plaintext: mobno.plaintext, keyId: mobno.keyId, version: row.mv }).toEqual({
+        id: row.id,
+        plaintext: expected.mobno,
+        keyId,
+        version: keyId,
+      });
+    }
+  }
+  return rows.length;
+}

@@ -1,0 +1,84 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { useTestDatabase } from '../helpers/database.js';
+import { expectAllUnderKey, expectExit, plaintextsOf, prepareRotation, type RotationWorkspace } from '../helpers/rotationFixture.js';
+
+const db = useTestDatabase('rotate');
+let ws: RotationWorkspace;
+const ROWS = 3000;
+
+/** A checksum of the people table and of every pg_rekey table, to prove "nothing written". */
+async function checksum(): Promise<string> {
+  const { rows } = await db.current.pool.query<{ sum: string }>(
+    `SELECT md5(
+       (SELECT string_agg(p::text, '|' ORDER BY id) FROM people p) ||
+       (SELECT coalesce(string_agg(r::text, '|' ORDER BY id), '') FROM pgrekey.runs r) ||
+       (SELECT coalesce(string_agg(r::text, '|' ORDER BY id), '') FROM pgrekey.ranges r) ||
+       (SELECT coalesce(string_agg(f::text, '|' ORDER BY id), '') FROM pgrekey.failures f) ||
+       (SELECT coalesce(string_agg(k::text, '|' ORDER BY version), '') FROM pgrekey.keys k)) AS sum`,
+  );
+  return rows[0]!.sum;
+}
+
+describe('rotate', () => {
+  beforeAll(async () => {
+    ws = await prepareRotation(db.current.pool, db.current.url, ROWS);
+    // Register the keys (new is primary) so the dry-run checksum compares like with like.
+    expectExit(await ws.run(['keys', 'add', 'old']), 0);
+  });
+  afterAll(() => ws?.cleanup());
+
+  it('--dry-run reports what would change and leaves the database byte-identical', async () => {
+    const before = await checksum();
+    const result = await ws.run(['rotate', '--dry-run', '--json']);
+    expectExit(result, 0);
+    const report = JSON.parse(result.stdout);
+    const people = report.targets[0];
+    expect(people.examined).toBe(ROWS);
+    expect(people.wouldChange.email).toEqual({ old: ROWS });
+    expect(people.wouldChange.mobno.old).toBe(ROWS - Math.floor(ROWS / 7));
+    expect(people.skipped).toBe(Math.floor(ROWS / 7));
+    expect(await checksum()).toBe(before);
+  });
+
+  it('rotates every value to the primary key, keeping plaintexts and Fernet timestamps', async () => {
+    const before = await db.current.pool.query<{ email: string }>('SELECT email FROM people WHERE id = 1');
+    const result = await ws.run(['rotate', '--json', '--batch-size', '250', '--workers', '2']);
+    expectExit(result, 0);
+    const summary = JSON.parse(result.stdout);
+    expect(summary.status).toBe('succeeded');
+    expect(summary.bySource['public.people'].email).toEqual({ old: ROWS });
+    expect(summary.failed).toBe(0);
+    expect(await expectAllUnderKey(db.current.pool, 'new')).toBe(ROWS);
+    const after = await db.current.pool.query<{ email: string }>('SELECT email FROM people WHERE id = 1');
+    const fernetTime = (stored: string) =>
+      Buffer.from(Buffer.from(stored.slice('FERNET_V1:'.length), 'base64url').toString(), 'base64url').readBigUInt64BE(1);
+    expect(after.rows[0]!.email).not.toBe(before.rows[0]!.email);
+    expect(fernetTime(after.rows[0]!.email)).toBe(fernetTime(before.rows[0]!.email));
+  });
+
+  it('says so and exits 0 when re-run on a finished rotation, writing nothing', async () => {
+    const runsBefore = await db.current.pool.query('SELECT count(*)::int AS n FROM pgrekey.runs');
+    const result = await ws.run(['rotate']);
+    expectExit(result, 0);
+    expect(result.stdout).toMatch(/Nothing to rotate/);
+    const runsAfter = await db.current.pool.query('SELECT count(*)::int AS n FROM pgrekey.runs');
+    expect(runsAfter.rows[0].n).toBe(runsBefore.rows[0].n);
+  });
+
+  it('picks up rows an application rewrote with the old key (the trigger reset their version)', async () => {
+    const codec = await (await import('../helpers/rotationFixture.js')).bothKeysCodec();
+    await db.current.pool.query('UPDATE people SET email = $1 WHERE id = 5', [codec.encrypt(plaintextsOf(5).email, { keyId: 'old' })]);
+    const version = await db.current.pool.query('SELECT email_key_version FROM people WHERE id = 5');
+    expect(version.rows[0].email_key_version).toBeNull();
+    const result = await ws.run(['rotate', '--json']);
+    expectExit(result, 0);
+    expect(JSON.parse(result.stdout).bySource['public.people'].email).toEqual({ old: 1 });
+    await expectAllUnderKey(db.current.pool, 'new');
+  });
+
+  it('rotates back to the old key with --to (rollback)', async () => {
+    const result = await ws.run(['rotate', '--to', 'old', '--json']);
+    expectExit(result, 0);
+    await expectAllUnderKey(db.current.pool, 'old');
+  });
+});
