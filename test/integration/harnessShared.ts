@@ -8,11 +8,14 @@
 import type pg from 'pg';
 import { expect } from 'vitest';
 
-/** Asserts the database holds no user tables yet, then claims it with a marker row. */
+/**
+ * Asserts the database holds no user tables yet (pg-rekey's own schema, which the
+ * template carries, aside), then claims it with a marker row.
+ */
 export async function assertOnlyOwnTables(pool: pg.Pool, marker: string): Promise<void> {
   const before = await pool.query<{ name: string }>(
     `select relname as name from pg_class c join pg_namespace n on n.oid = c.relnamespace
-      where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema')`,
+      where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema', 'pgrekey')`,
   );
   expect(before.rows).toEqual([]);
   await pool.query('create table harness_collide (marker text not null)');
