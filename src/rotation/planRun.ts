@@ -30,8 +30,8 @@ export interface NewRun {
 
 // Ranges are what several workers or hosts share; about this many rows each
 // keeps a takeover cheap and leaves enough ranges for a few hosts.
-const ROWS_PER_RANGE = 25_000;
-const MAX_RANGES = 64;
+const ROWS_PER_RANGE = 10_000;
+const MAX_RANGES = 256;
 const SAMPLE_ROWS = 20_000;
 
 function selectOpenRotationSql(schema: string): Sql {

@@ -133,3 +133,60 @@ export async function expectAllUnderKey(pool: pg.Pool, keyId: string, schema = '
   }
   return rows.length;
 }
+
+/** A CLI process left running (to kill it, or to run several at once). */
+export interface RunningCli {
+  child: import('node:child_process').ChildProcess;
+  done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
+}
+
+/** Starts the CLI in `ws` without waiting for it. */
+export async function startCli(ws: RotationWorkspace, args: string[]): Promise<RunningCli> {
+  const { spawn } = await import('node:child_process');
+  const { CLI_PATH } = await import('./cli.js');
+  const child = spawn(process.execPath, [CLI_PATH, ...args], {
+    cwd: ws.dir,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: '1', ...ws.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
+  );
+  return { child, done };
+}
+
+/**
+ * Installs a test-only trigger that counts, per row and column, how many times
+ * the encrypted value changed: "rewritten exactly once" is then a query.
+ */
+export async function countRewrites(pool: pg.Pool): Promise<void> {
+  await pool.query(`
+    CREATE TABLE rewrites (id bigint, col text, n int NOT NULL, PRIMARY KEY (id, col));
+    CREATE FUNCTION count_rewrite() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NEW.email IS DISTINCT FROM OLD.email THEN
+        INSERT INTO rewrites VALUES (NEW.id, 'email', 1) ON CONFLICT (id, col) DO UPDATE SET n = rewrites.n + 1;
+      END IF;
+      IF NEW.mobno IS DISTINCT FROM OLD.mobno THEN
+        INSERT INTO rewrites VALUES (NEW.id, 'mobno', 1) ON CONFLICT (id, col) DO UPDATE SET n = rewrites.n + 1;
+      END IF;
+      RETURN NEW;
+    END $$;
+    CREATE TRIGGER count_rewrite AFTER UPDATE ON people FOR EACH ROW EXECUTE FUNCTION count_rewrite();`);
+}
+
+/** Asserts every non-NULL value of people was rewritten exactly once. */
+export async function expectEachRewrittenOnce(pool: pg.Pool, rows: number): Promise<void> {
+  const { rows: stats } = await pool.query<{ col: string; values: number; once: number }>(
+    `SELECT col, count(*)::int AS values, count(*) FILTER (WHERE n = 1)::int AS once FROM rewrites GROUP BY col ORDER BY col`,
+  );
+  const mobnos = rows - Math.floor(rows / 7);
+  expect(stats).toEqual([
+    { col: 'email', values: rows, once: rows },
+    { col: 'mobno', values: mobnos, once: mobnos },
+  ]);
+}
