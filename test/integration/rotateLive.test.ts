@@ -1,0 +1,120 @@
+/**
+ * Live safety and deploy-hook behaviour: an application writing while the
+ * rotation runs loses no write; --max-duration and SIGTERM stop cleanly with
+ * exit 75 and the next run finishes; a wrong secret stops everything, exit 2.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import {
+  bothKeysCodec,
+  expectAllUnderKey,
+  expectExit,
+  plaintextsOf,
+  prepareRotation,
+  startCli,
+  type RotationWorkspace,
+} from '../helpers/rotationFixture.js';
+
+let db: TestDatabase | undefined;
+let ws: RotationWorkspace | undefined;
+afterEach(async () => {
+  await ws?.cleanup();
+  await db?.drop();
+});
+
+describe('rotate with a concurrent application writer', () => {
+  it('never loses a write made with the new or the old key', async () => {
+    const ROWS = 20_000;
+    db = await createTestDatabase('writer');
+    ws = await prepareRotation(db.pool, db.url, ROWS);
+    const codec = await bothKeysCodec();
+    const lastWritten = new Map<number, string>();
+    const cli = await startCli(ws, ['rotate', '--batch-size', '200', '--max-rate', '10000', '--json']);
+    let running = true;
+    void cli.done.then(() => (running = false));
+    let writes = 0;
+    while (running) {
+      // Bursts of application-style single-row updates, half under each key.
+      for (let i = 0; i < 20 && running; i++) {
+        const id = 1 + Math.floor(Math.random() * ROWS);
+        const plaintext = `writer-${id}-${writes}@example.com`;
+        const keyId = writes % 2 === 0 ? 'old' : 'new';
+        await db.pool.query('UPDATE people SET email = $1 WHERE id = $2', [codec.encrypt(plaintext, { keyId }), id]);
+        lastWritten.set(id, plaintext);
+        writes++;
+      }
+      await sleep(5);
+    }
+    const result = await cli.done;
+    expect(result.code, result.stderr).toBe(0);
+    expect(writes).toBeGreaterThan(100);
+    // Rows the writer re-wrote with the old key behind the rotator need one more run.
+    expectExit(await ws.run(['rotate']), 0);
+    const { rows } = await db.pool.query<{ id: string; email: string; version: string | null }>(
+      `SELECT p.id, p.email, k.key_id AS version FROM people p LEFT JOIN pgrekey.keys k ON k.version = p.email_key_version`,
+    );
+    expect(rows).toHaveLength(ROWS);
+    for (const row of rows) {
+      const id = Number(row.id);
+      const decrypted = codec.decrypt(row.email);
+      expect({ id, plaintext: decrypted.plaintext, keyId: decrypted.keyId, version: row.version }).toEqual({
+        id,
+        plaintext: lastWritten.get(id) ?? plaintextsOf(id).email,
+        keyId: 'new',
+        version: 'new',
+      });
+    }
+  }, 240_000);
+});
+
+describe('stopping early', () => {
+  it('--max-duration stops at a batch boundary with exit 75; the next run finishes', async () => {
+    const ROWS = 10_000;
+    db = await createTestDatabase('maxdur');
+    ws = await prepareRotation(db.pool, db.url, ROWS);
+    const first = await ws.run(['rotate', '--batch-size', '100', '--max-rate', '2000', '--max-duration', '1s']);
+    expectExit(first, 75);
+    expect(first.stdout).toMatch(/run "pg-rekey rotate" again/);
+    const done = await db.pool.query(`SELECT count(*)::int AS n FROM people WHERE email_key_version IS NOT NULL`);
+    expect(done.rows[0].n).toBeGreaterThan(0);
+    expect(done.rows[0].n).toBeLessThan(ROWS);
+    const second = await ws.run(['rotate', '--json']);
+    expectExit(second, 0);
+    expect(JSON.parse(second.stdout).status).toBe('succeeded');
+    expect(await expectAllUnderKey(db.pool, 'new')).toBe(ROWS);
+  }, 120_000);
+
+  it('SIGTERM stops at a batch boundary with exit 75; the next run finishes', async () => {
+    const ROWS = 10_000;
+    db = await createTestDatabase('sigterm');
+    ws = await prepareRotation(db.pool, db.url, ROWS);
+    const cli = await startCli(ws, ['rotate', '--batch-size', '100', '--max-rate', '2000']);
+    await sleep(1500);
+    cli.child.kill('SIGTERM');
+    const result = await cli.done;
+    expect(result.code, result.stderr).toBe(75);
+    // The range was handed back: the next run continues at once (no lease wait).
+    const second = await ws.run(['rotate', '--json']);
+    expectExit(second, 0);
+    expect(await expectAllUnderKey(db.pool, 'new')).toBe(ROWS);
+  }, 120_000);
+});
+
+describe('a wrong secret for a registered key', () => {
+  it('exits 2 naming the key, and writes nothing', async () => {
+    db = await createTestDatabase('wrongkey');
+    ws = await prepareRotation(db.pool, db.url, 500);
+    expectExit(await ws.run(['keys', 'add', 'new']), 0);
+    const snapshot = async () =>
+      (await db!.pool.query(`SELECT md5(string_agg(p::text, '|' ORDER BY id)) ||
+        (SELECT count(*) FROM pgrekey.runs) || (SELECT count(*) FROM pgrekey.keys) AS s FROM people p`)).rows[0].s;
+    const before = await snapshot();
+    const wrong = 'django-insecure-this-is-not-the-registered-secret!!';
+    const result = await ws.run(['rotate'], { env: { SECRET_KEY: wrong } });
+    expectExit(result, 2);
+    expect(result.stderr).toContain('key new does not match the registered key new — is the right secret deployed?');
+    expect(result.stderr + result.stdout).not.toContain(wrong);
+    expect(await snapshot()).toBe(before);
+  }, 60_000);
+});
