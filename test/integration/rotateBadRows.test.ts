@@ -1,0 +1,112 @@
+/**
+ * Bad rows: values no configured key decrypts, or not in the target's format,
+ * are recorded by row key and reason (never the value), left untouched, and
+ * the run goes on and exits 1. NULL and empty values are skipped and counted.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCodec } from '../../src/crypto/createCodec.js';
+import { casUpdateSql } from '../../src/rotation/batchSql.js';
+import { digestOf } from '../../src/rotation/transformBatch.js';
+import { resolveTarget } from '../../src/schema/resolveTarget.js';
+import { useTestDatabase } from '../helpers/database.js';
+import { bothKeysCodec, expectExit, prepareRotation, type RotationWorkspace } from '../helpers/rotationFixture.js';
+
+const db = useTestDatabase('badrows');
+let ws: RotationWorkspace;
+const ROWS = 2000;
+const OTHER_SECRET = 'django-insecure-a-key-nobody-configured-0003!';
+
+/** The bad values, by row id, with the reason each must be reported under. */
+const bad: Record<number, { value: string; reason: string }> = {};
+
+beforeAll(async () => {
+  ws = await prepareRotation(db.current.pool, db.current.url, ROWS);
+  const codec = await bothKeysCodec();
+  const stranger = await createCodec({ format: 'django-fernet-v1', keys: [{ id: 'x', secret: 'env:X' }], env: { X: OTHER_SECRET } });
+  const v2 = await createCodec({ format: 'django-fernet-v2', keys: [{ id: 'k1', secret: 'env:X' }], env: { X: OTHER_SECRET } });
+  const good = codec.encrypt('victim@example.com', { keyId: 'old' });
+  const inner = Buffer.from(good.slice('FERNET_V1:'.length), 'base64url').toString();
+  // Flip one character of the inner token's ciphertext: still well-formed, but no key authenticates it.
+  const flipped = inner.slice(0, 60) + (inner[60] === 'A' ? 'B' : 'A') + inner.slice(61);
+  // Padded url-safe base64, as the application writes it.
+  bad[11] = { value: `FERNET_V1:${Buffer.from(flipped).toString('base64').replace(/\+/g, '-').replace(/\//g, '_')}`, reason: 'no-key' };
+  bad[12] = { value: good.slice(0, 40), reason: 'malformed' };
+  bad[13] = { value: stranger.encrypt('stranger@example.com'), reason: 'no-key' };
+  bad[14] = { value: 'alice@example.com', reason: 'wrong-format' };
+  bad[15] = { value: v2.encrypt('v2@example.com'), reason: 'wrong-format' };
+  for (const [id, { value }] of Object.entries(bad)) {
+    await db.current.pool.query('UPDATE people SET email = $1 WHERE id = $2', [value, id]);
+  }
+  await db.current.pool.query(`UPDATE people SET email = NULL WHERE id = 21`);
+  await db.current.pool.query(`UPDATE people SET email = '' WHERE id = 22`);
+});
+afterAll(() => ws?.cleanup());
+
+describe('rotate with bad rows', () => {
+  it('records each bad value by row key and reason, leaves it untouched, rotates the rest and exits 1', async () => {
+    const result = await ws.run(['rotate', '--json']);
+    expectExit(result, 1);
+    const summary = JSON.parse(result.stdout);
+    expect(summary.status).toBe('failed');
+    expect(summary.failed).toBe(Object.keys(bad).length);
+    // Skipped: every 7th mobno is NULL, plus one NULL and one empty email.
+    expect(summary.skipped).toBe(Math.floor(ROWS / 7) + 2);
+    expect(summary.bySource['public.people'].email.old).toBe(ROWS - Object.keys(bad).length - 2);
+
+    const failures = await db.current.pool.query<{ row_key: { id: string }; column_name: string; reason: string }>(
+      `SELECT row_key, column_name, reason FROM pgrekey.failures ORDER BY (row_key->>'id')::int`,
+    );
+    expect(failures.rows).toEqual(
+      Object.entries(bad).map(([id, b]) => ({ row_key: { id }, column_name: 'email', reason: b.reason })),
+    );
+    const rows = await db.current.pool.query<{ id: string; email: string; email_key_version: number | null }>(
+      `SELECT id, email, email_key_version FROM people WHERE id = ANY($1::bigint[]) ORDER BY id`,
+      [Object.keys(bad)],
+    );
+    for (const row of rows.rows) {
+      expect(row.email).toBe(bad[Number(row.id)]!.value);
+      expect(row.email_key_version).toBeNull();
+    }
+    // No value — plaintext or ciphertext — reaches the output or the failures table.
+    const everything = result.stdout + result.stderr + JSON.stringify(failures.rows);
+    for (const { value } of Object.values(bad)) expect(everything).not.toContain(value.slice(10, 40));
+    expect(everything).not.toContain('alice@example.com');
+  });
+
+  it('--on-error abort stops at the first bad value and marks the run aborted', async () => {
+    // The DBA deals with the earlier bad rows; one new plaintext value sits between two rows to rotate.
+    await db.current.pool.query(`UPDATE people SET email = NULL WHERE id = ANY($1::bigint[])`, [Object.keys(bad)]);
+    await db.current.pool.query(`UPDATE people SET email = 'bob@example.com', email_key_version = NULL WHERE id = 1500`);
+    // Put some rows back under the old key so there is work before and after the bad one.
+    const codec = await bothKeysCodec();
+    for (const id of [1400, 1600]) {
+      await db.current.pool.query('UPDATE people SET email = $1 WHERE id = $2', [codec.encrypt(`u${id}@example.com`, { keyId: 'old' }), id]);
+    }
+    const result = await ws.run(['rotate', '--on-error', 'abort', '--json', '--workers', '1']);
+    expectExit(result, 1);
+    expect(JSON.parse(result.stdout).status).toBe('aborted');
+    const after = await db.current.pool.query<{ id: string; v: string | null }>(
+      `SELECT p.id, k.key_id AS v FROM people p LEFT JOIN pgrekey.keys k ON k.version = p.email_key_version WHERE p.id IN (1400, 1600) ORDER BY p.id`,
+    );
+    expect(after.rows).toEqual([
+      { id: '1400', v: 'new' },
+      { id: '1600', v: null },
+    ]);
+  });
+
+  it('the compare-and-swap refuses to overwrite a value changed after it was read', async () => {
+    const target = await resolveTarget(db.current.pool, { schema: 'public', table: 'people', key: undefined, columns: ['email', 'mobno'], format: 'django-fernet-v1' }, { requireVersionColumns: true });
+    const read = (await db.current.pool.query<{ email: string }>('SELECT email FROM people WHERE id = 100')).rows[0]!.email;
+    const codec = await bothKeysCodec();
+    const applicationValue = codec.encrypt('changed-by-app@example.com', { keyId: 'new' });
+    await db.current.pool.query('UPDATE people SET email = $1 WHERE id = 100', [applicationValue]);
+    const ours = codec.encrypt('stale@example.com', { keyId: 'new' });
+    const version = (await db.current.pool.query(`SELECT version FROM pgrekey.keys WHERE key_id = 'new'`)).rows[0].version;
+    const result = await db.current.pool.query(
+      casUpdateSql(target, [{ key: ['100'], columns: [{ value: ours, readDigest: digestOf(read) }, null] }], version),
+    );
+    expect(result.rowCount).toBe(0);
+    const now = (await db.current.pool.query<{ email: string }>('SELECT email FROM people WHERE id = 100')).rows[0]!.email;
+    expect(now).toBe(applicationValue);
+  });
+});
