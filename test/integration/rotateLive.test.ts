@@ -79,10 +79,24 @@ describe('stopping early', () => {
     const done = await db.pool.query(`SELECT count(*)::int AS n FROM people WHERE email_key_version IS NOT NULL`);
     expect(done.rows[0].n).toBeGreaterThan(0);
     expect(done.rows[0].n).toBeLessThan(ROWS);
+    const midway = await ws.run(['status', '--json']);
+    expectExit(midway, 0);
+    const status = JSON.parse(midway.stdout);
+    expect(status.status).toBe('running');
+    expect(status.targets[0].target).toBe('public.people');
+    expect(status.targets[0].examined).toBeGreaterThan(0);
+    expect(status.targets[0].examined).toBeLessThan(ROWS);
+    expect(status.targets[0].ranges.length).toBeGreaterThan(0);
+    expect(status.workers).toEqual([]); // the stopped process handed its ranges back
     const second = await ws.run(['rotate', '--json']);
     expectExit(second, 0);
     expect(JSON.parse(second.stdout).status).toBe('succeeded');
     expect(await expectAllUnderKey(db.pool, 'new')).toBe(ROWS);
+    const finished = JSON.parse((await ws.run(['status', '--json'])).stdout);
+    expect(finished.status).toBe('succeeded');
+    expect(finished.targets[0].ranges.every((r: { status: string }) => r.status === 'done')).toBe(true);
+    const human = await ws.run(['status']);
+    expect(human.stdout).toMatch(/Run \d+: succeeded · to key new/);
   }, 120_000);
 
   it('SIGTERM stops at a batch boundary with exit 75; the next run finishes', async () => {

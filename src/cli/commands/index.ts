@@ -3,7 +3,10 @@ import type { CommandHandler } from '../main.js';
 import type { GlobalOptions } from '../context.js';
 import { keysCommand } from './keys.js';
 import { migrateCommand } from './migrate.js';
+import { rotateCommand } from './rotate.js';
+import { statusCommand } from './status.js';
 import { targetCommand } from './target.js';
+import { verifyCommand } from './verify.js';
 
 /**
  * Wraps a command body so the CLI records its exit code. yargs types a handler's
@@ -17,4 +20,7 @@ export function registerCommands(parser: Argv, wrap: Wrap): void {
   parser.command(keysCommand(wrap));
   parser.command(migrateCommand(wrap));
   parser.command(targetCommand(wrap));
+  parser.command(rotateCommand(wrap));
+  parser.command(statusCommand(wrap));
+  parser.command(verifyCommand(wrap));
 }

@@ -1,0 +1,63 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Argv, CommandModule } from 'yargs';
+import { readRunStatus, type RunStatus } from '../../rotation/runStatus.js';
+import { ExitCode } from '../exitCodes.js';
+import { formatTable } from '../output.js';
+import { withSession } from '../session.js';
+import type { Wrap } from './index.js';
+
+interface StatusArgs {
+  run?: number;
+  watch: boolean;
+}
+
+/** `pg-rekey status`: progress of the latest (or a given) rotation run. */
+export function statusCommand(wrap: Wrap): CommandModule {
+  return {
+    command: 'status',
+    describe: 'Show a rotation run: done / total, rate, ETA, ranges, workers and their leases, failures',
+    builder: (y: Argv) =>
+      y
+        .option('run', { type: 'number', describe: 'Run id (default: the latest rotation)' })
+        .option('watch', { type: 'boolean', default: false, describe: 'Refresh every 2 s until the run is no longer running' }),
+    handler: wrap<StatusArgs>(async (ctx, argv) =>
+      withSession(ctx, { keys: false }, async (session) => {
+        for (;;) {
+          const status = await readRunStatus(session.pool, session.schema, argv.run);
+          if (!status) {
+            ctx.output.result({ run: null }, () => 'No rotation has run yet.');
+            return ExitCode.OK;
+          }
+          if (argv.watch && !ctx.output.json && process.stdout.isTTY) process.stdout.write('\x1b[2J\x1b[H');
+          ctx.output.result(status, () => formatStatus(status));
+          if (!argv.watch || status.status !== 'running') return ExitCode.OK;
+          await sleep(2000);
+        }
+      }),
+    ),
+  };
+}
+
+function formatStatus(s: RunStatus): string {
+  const lines = [
+    `Run ${s.runId}: ${s.status} · to key ${s.targetKey ?? '?'} · ${s.trigger}${s.reason ? ` (${s.reason})` : ''} · started ${s.startedAt.toISOString()}${s.finishedAt ? ` · finished ${s.finishedAt.toISOString()}` : ''}`,
+  ];
+  for (const t of s.targets) {
+    const pct = t.estimatedTotal > 0 ? ` (${Math.min(100, (100 * t.examined) / t.estimatedTotal).toFixed(1)}% of ~${t.estimatedTotal})` : '';
+    const eta = t.etaSeconds === null ? '' : ` · ETA ${t.etaSeconds} s`;
+    lines.push(
+      `\n${t.target}: ${t.examined} rows examined${pct} · ${t.changed} changed · ${t.skipped} NULL/empty skipped · ${t.failed} failed · ${Math.round(t.rate)} rows/s${eta}`,
+    );
+    lines.push(
+      formatTable(
+        ['RANGE', 'STATE', 'EXAMINED', 'CHANGED', 'FAILED', 'CHECKPOINT', 'LEASE OWNER', 'LEASE EXPIRES'],
+        t.ranges.map((r) => [r.ordinal, r.status, r.examined, r.changed, r.failed, r.checkpoint?.join(',') ?? '-', r.leaseOwner ?? '', r.leaseExpiresAt?.toISOString() ?? '']),
+      ),
+    );
+    for (const [column, reasons] of Object.entries(t.failures)) {
+      lines.push(`  failures in ${column}: ${Object.entries(reasons).map(([r, n]) => `${r} ${n}`).join(', ')}`);
+    }
+  }
+  lines.push(s.workers.length > 0 ? `\nWorkers: ${s.workers.map((w) => `${w.owner} (lease until ${w.leaseExpiresAt.toISOString()})`).join(', ')}` : '\nWorkers: none holding a lease');
+  return lines.join('\n');
+}
