@@ -1,0 +1,162 @@
+import type { Argv, CommandModule } from 'yargs';
+import { createCodecFromKeyring } from '../../crypto/createCodec.js';
+import type { Codec } from '../../crypto/codec.js';
+import { UsageError } from '../../errors.js';
+import { resolveTarget, type ResolvedTarget } from '../../schema/resolveTarget.js';
+import type { SampleSpec } from '../../verify/readTarget.js';
+import { runVerify, type VerifyOutcome } from '../../verify/verify.js';
+import { ExitCode } from '../exitCodes.js';
+import { formatTable } from '../output.js';
+import { withSession, type Session } from '../session.js';
+import type { CommandContext } from '../context.js';
+import type { Wrap } from './index.js';
+
+interface VerifyArgs {
+  target?: string[];
+  without?: string[];
+  sample?: number;
+  samplePercent?: number;
+  seed?: number;
+  fixVersions: boolean;
+}
+
+// Findings printed in human output; --json and the failures table get up to 1000.
+const PRINTED_FINDINGS = 100;
+
+/** `pg-rekey verify`: prove every target value is readable, and that key-version hints are true. */
+export function verifyCommand(wrap: Wrap): CommandModule {
+  return {
+    command: 'verify',
+    describe: 'Decrypt every target value (read-only) and report keys, NULLs, plaintext, legacy values and failures; exit 1 on any problem',
+    builder: (y: Argv) =>
+      y
+        .option('target', { type: 'string', array: true, describe: 'Limit to table.column (repeatable), e.g. people.email' })
+        .option('without', { type: 'string', array: true, describe: 'Withhold this key (repeatable): rehearse its retirement' })
+        .option('sample', { type: 'number', describe: 'Check about N rows per target (random keyset windows) instead of all' })
+        .option('sample-percent', { type: 'number', describe: 'Check about P percent of each target instead of all' })
+        .option('seed', { type: 'number', describe: 'Seed of the sample, to check the same rows again' })
+        .option('fix-versions', {
+          type: 'boolean',
+          default: false,
+          describe: 'Set wrong or unknown key-version hints to the key that decrypted the value (compare-and-swap; values unchanged)',
+        })
+        .conflicts('sample', 'sample-percent')
+        .check((a) => {
+          if (a.sample !== undefined && (!Number.isInteger(a.sample) || (a.sample as number) < 1)) throw new Error('--sample takes a whole number of rows, at least 1');
+          const p = a['sample-percent'] as number | undefined;
+          if (p !== undefined && !(p > 0 && p <= 100)) throw new Error('--sample-percent takes a number in (0, 100]');
+          return true;
+        }),
+    handler: wrap<VerifyArgs>(async (ctx, argv) =>
+      // register 'all': a key's version must exist to check hints against it.
+      withSession(ctx, { register: 'all', maxConnections: 3 }, (session) => verify(ctx, session, argv)),
+    ),
+  };
+}
+
+/** The configured targets named by --target (table.column, schema.table.column, table or schema.table). */
+function selectTargets(session: Session, filters: string[] | undefined) {
+  const targets = session.config.targets;
+  if (targets.length === 0) throw new UsageError('no targets configured — add one with "pg-rekey target add"');
+  if (!filters || filters.length === 0) return { chosen: targets, partial: false };
+  const chosen = targets
+    .map((t) => ({
+      ...t,
+      columns: t.columns.filter((c) =>
+        filters.some((f) => f === `${t.table}.${c}` || f === `${t.schema}.${t.table}.${c}` || f === t.table || f === `${t.schema}.${t.table}`),
+      ),
+    }))
+    .filter((t) => t.columns.length > 0);
+  if (chosen.length === 0) throw new UsageError(`--target ${filters.join(', ')} matches no configured target column`);
+  const all = targets.reduce((n, t) => n + t.columns.length, 0);
+  return { chosen, partial: chosen.reduce((n, t) => n + t.columns.length, 0) < all };
+}
+
+async function verify(ctx: CommandContext, session: Session, argv: VerifyArgs): Promise<0 | 1> {
+  const without = [...new Set(argv.without ?? [])];
+  for (const id of without) {
+    if (!session.keys.some((k) => k.id === id) && !session.registry.some((k) => k.keyId === id)) {
+      throw new UsageError(`--without ${id}: no such key is configured or registered`);
+    }
+  }
+  const { chosen, partial } = selectTargets(session, argv.target);
+  const targets: ResolvedTarget[] = [];
+  const codecs = new Map<string, Codec>();
+  for (const t of chosen) {
+    const resolved = await resolveTarget(session.pool, t, { requireVersionColumns: true });
+    targets.push(resolved);
+    codecs.set(resolved.name, createCodecFromKeyring(t.format, await session.keyring(t.format)));
+  }
+  const usable = [...new Set([...codecs.values()].flatMap((c) => c.keyring.keys.map((k) => k.id)))];
+  const sample: SampleSpec | null =
+    argv.sample !== undefined ? { rows: argv.sample } : argv.samplePercent !== undefined ? { percent: argv.samplePercent } : null;
+  const outcome = await runVerify({
+    pool: session.pool,
+    schema: session.schema,
+    actor: session.actor,
+    targets,
+    codecs,
+    registry: session.registry,
+    without,
+    sourceKeys: usable.filter((id) => !without.includes(id)),
+    sample,
+    ...(argv.seed !== undefined ? { seed: argv.seed } : {}),
+    fixVersions: argv.fixVersions,
+    partial,
+    onProgress: (target, rows) => {
+      if (rows % 100_000 < 2_000) ctx.logger.debug({ target, rows }, 'verify progress');
+    },
+  });
+  ctx.output.result(outcome, () => formatOutcome(outcome));
+  return outcome.status === 'succeeded' ? ExitCode.OK : ExitCode.FAILURES;
+}
+
+function formatOutcome(o: VerifyOutcome): string {
+  const keys = [...new Set(o.columns.flatMap((c) => Object.keys(c.byKey)))].sort();
+  const rows = o.columns.map((c) => [
+    `${c.target}.${c.column}`,
+    c.rows,
+    c.nulls,
+    c.empty,
+    ...keys.map((k) => c.byKey[k] ?? 0),
+    c.plaintext,
+    c.legacy,
+    Object.values(c.failed).reduce((a, b) => a + (b ?? 0), 0),
+    c.versions.mismatched,
+    c.versions.unknown,
+    c.versions.fixed,
+  ]);
+  const headers = ['COLUMN', 'ROWS', 'NULL', 'EMPTY', ...keys.map((k) => `KEY ${k}`), 'PLAINTEXT', 'LEGACY', 'FAILED', 'HINT WRONG', 'HINT NULL', 'HINTS FIXED'];
+  const lines = [
+    `Verify run ${o.runId}${o.without.length > 0 ? ` without key ${o.without.join(', ')}` : ''}${o.sampled ? ' (sample)' : ''}: ${o.status}`,
+    formatTable(headers, rows),
+  ];
+  for (const [target, s] of Object.entries(o.samples)) {
+    lines.push(
+      s.method === 'full-scan'
+        ? `${target}: sample covers the whole table (${s.rowsChecked} rows, about ${s.estimatedRows} estimated)`
+        : `${target}: sampled ${s.rowsChecked} of about ${s.estimatedRows} rows in ${s.windows.length} windows of up to ${s.windowRows} rows (seed ${s.seed}); see --json for the window keys`,
+    );
+  }
+  for (const f of o.findings.slice(0, PRINTED_FINDINGS)) {
+    const where = `${f.target}.${f.column} at ${JSON.stringify(f.rowKey)}`;
+    const detail =
+      f.reason === 'version-mismatch'
+        ? `: hint names key ${f.hintKey}, value is under key ${f.decryptedBy}${f.fixed ? ' (fixed)' : ''}`
+        : f.withheldKey
+          ? ` (only withheld key ${f.withheldKey} decrypts it)`
+          : '';
+    lines.push(`  ${where}: ${f.reason}${detail}`);
+  }
+  const more = o.findings.length - Math.min(o.findings.length, PRINTED_FINDINGS) + o.findingsDropped;
+  if (more > 0) lines.push(`  … and ${more} more (see --json or the failures of run ${o.runId})`);
+  lines.push(`${o.examined} rows in ${(o.durationMs / 1000).toFixed(1)} s (${o.rowsPerSecond} rows/s).`);
+  lines.push(
+    o.status === 'succeeded'
+      ? o.without.length > 0
+        ? `Every value is readable without key ${o.without.join(', ')}.`
+        : 'Every value is readable.'
+      : `${o.problems} problem value(s) — see "docs" troubleshooting for each reason.`,
+  );
+  return lines.join('\n');
+}

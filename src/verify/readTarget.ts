@@ -1,0 +1,170 @@
+/**
+ * The read side of verify: stream a target's rows in key order, either all of
+ * them or a sample, on one dedicated connection, handing batches to a callback.
+ *
+ * No read holds a snapshot for long (DESIGN §3): the full scan is cut into
+ * keyset chunks, each its own short READ ONLY transaction with a pg-cursor, so
+ * memory stays at one cursor page and vacuum is never held back for more than
+ * a chunk. While the callback decrypts one page the server already produces the
+ * next (the read is issued before the callback runs).
+ */
+import type pg from 'pg';
+import Cursor from 'pg-cursor';
+import { withTransaction } from '../db/withTransaction.js';
+import { selectBatchSql, type RowKey } from '../rotation/batchSql.js';
+import { toReadRows } from '../rotation/rotateRange.js';
+import type { ReadRow } from '../rotation/transformBatch.js';
+import type { ResolvedTarget } from '../schema/resolveTarget.js';
+import { compareKeysSql, selectCountSql, selectEstimatedRowsSql, selectWindowStartsSql } from './verifySql.js';
+
+/** Receives each page of rows, in key order. */
+export type OnRows = (rows: ReadRow[]) => Promise<void> | void;
+
+/** Chunk and page sizes of a scan. */
+export interface ScanSizes {
+  /** Rows per keyset chunk, i.e. per read-only transaction (default 10,000). */
+  chunkRows?: number;
+  /** Rows per cursor read (default 2,000). */
+  pageRows?: number;
+}
+
+const DEFAULT_CHUNK = 10_000;
+const DEFAULT_PAGE = 2_000;
+
+/** Streams every row of `target` in key order; returns how many rows were read. */
+export async function readAllRows(client: pg.ClientBase, target: ResolvedTarget, onRows: OnRows, sizes: ScanSizes = {}): Promise<number> {
+  const chunkRows = sizes.chunkRows ?? DEFAULT_CHUNK;
+  const pageRows = Math.min(sizes.pageRows ?? DEFAULT_PAGE, chunkRows);
+  let after: RowKey | null = null;
+  let total = 0;
+  for (;;) {
+    const from: RowKey | null = after;
+    const { read, last } = await withTransaction(
+      client as pg.Client,
+      async (c) => {
+        const statement = selectBatchSql(target, { after: from, upTo: null }, null, chunkRows);
+        const cursor = c.query(new Cursor<Record<string, unknown>>(statement.text, statement.values));
+        let read = 0;
+        let last: RowKey | null = null;
+        try {
+          let next: Promise<Record<string, unknown>[]> | null = cursor.read(pageRows);
+          while (next) {
+            const page: Record<string, unknown>[] = await next;
+            if (page.length === 0) break;
+            // Ask for the next page before the CPU-bound work on this one.
+            next = page.length < pageRows ? null : cursor.read(pageRows);
+            const rows = toReadRows(target, page);
+            read += rows.length;
+            last = rows.at(-1)!.key;
+            await onRows(rows);
+          }
+        } finally {
+          await cursor.close();
+        }
+        return { read, last };
+      },
+      { readOnly: true },
+    );
+    total += read;
+    if (read < chunkRows || !last) return total;
+    after = last;
+  }
+}
+
+/** How a sample was drawn, and which rows it covered (for the report). */
+export interface SampleReport {
+  method: 'keyset-windows' | 'full-scan';
+  /** Rows asked for (`--sample N`, or the percent of the estimate). */
+  requestedRows: number;
+  rowsChecked: number;
+  /** The table's row estimate the sample was sized from. */
+  estimatedRows: number;
+  seed: number;
+  windowRows: number;
+  /** Each window: the key it started after (exclusive), its last key, rows read. */
+  windows: { after: RowKey; last: RowKey | null; rows: number }[];
+}
+
+/** What to sample: a row count or a percentage of the table. */
+export type SampleSpec = { rows: number } | { percent: number };
+
+const WINDOW_ROWS = 100;
+const MAX_WINDOW_STARTS = 100_000;
+
+/**
+ * Reads a sample of `target`: random keyset windows of 100 consecutive rows
+ * after keys drawn with TABLESAMPLE SYSTEM, so a huge table costs a few
+ * percent of its pages plus index range scans, never a full scan. A table no
+ * bigger than the sample is simply read whole. Windows that would overlap are
+ * clipped, so no row is checked twice.
+ */
+export async function readSampleRows(
+  client: pg.ClientBase,
+  target: ResolvedTarget,
+  spec: SampleSpec,
+  seed: number,
+  onRows: OnRows,
+): Promise<SampleReport> {
+  let estimate = Number((await client.query<{ estimate: number }>(selectEstimatedRowsSql(target))).rows[0]?.estimate ?? -1);
+  // reltuples is -1 before the first ANALYZE; then count once (a seq scan, no decryption).
+  if (!(estimate >= 0)) estimate = Number((await client.query<{ estimate: number }>(selectCountSql(target))).rows[0]!.estimate);
+  const requested = 'rows' in spec ? spec.rows : Math.ceil((estimate * spec.percent) / 100);
+  const report: SampleReport = {
+    method: 'keyset-windows',
+    requestedRows: requested,
+    rowsChecked: 0,
+    estimatedRows: Math.round(estimate),
+    seed,
+    windowRows: WINDOW_ROWS,
+    windows: [],
+  };
+  if (requested >= estimate) {
+    report.method = 'full-scan';
+    report.rowsChecked = await readAllRows(client, target, onRows);
+    return report;
+  }
+  const windows = Math.min(MAX_WINDOW_STARTS, Math.max(1, Math.ceil(requested / WINDOW_ROWS)));
+  // Draw about three times the starts needed from the sampled pages, then keep
+  // `windows` of them at random; SYSTEM sampling is per page, so oversample.
+  let percent = Math.min(100, Math.max(0.0001, ((windows * 3) / Math.max(estimate, 1)) * 100));
+  let starts: RowKey[] = [];
+  for (;;) {
+    const p = percent;
+    starts = await withTransaction(
+      client as pg.Client,
+      async (c) =>
+        (await c.query<Record<string, string>>(selectWindowStartsSql(target, p, seed, windows))).rows.map((r) =>
+          target.key.map((_, i) => r[`k${i}`]!),
+        ),
+      { readOnly: true },
+    );
+    // Page sampling of a small table can draw no page at all: widen until enough starts.
+    if (starts.length >= windows || percent >= 100) break;
+    percent = Math.min(100, percent * 10);
+  }
+  let lastRead: RowKey | null = null;
+  // One read-only transaction per window: each is an index range scan of 100 rows.
+  for (const start of starts) {
+    if (report.rowsChecked >= requested) break;
+    const limit = Math.min(WINDOW_ROWS, requested - report.rowsChecked);
+    const rows = await withTransaction(
+      client as pg.Client,
+      async (c) => {
+        const after = lastRead && (await keyIsAfter(c, target, lastRead, start)) ? lastRead : start;
+        return toReadRows(target, (await c.query<Record<string, unknown>>(selectBatchSql(target, { after, upTo: null }, null, limit))).rows);
+      },
+      { readOnly: true },
+    );
+    if (rows.length === 0) continue;
+    lastRead = rows.at(-1)!.key;
+    report.rowsChecked += rows.length;
+    report.windows.push({ after: start, last: lastRead, rows: rows.length });
+    await onRows(rows);
+  }
+  return report;
+}
+
+/** Whether key `a` sorts after key `b`, by the server's ordering of the key columns' types. */
+async function keyIsAfter(c: pg.ClientBase, target: ResolvedTarget, a: RowKey, b: RowKey): Promise<boolean> {
+  return (await c.query<{ after: boolean }>(compareKeysSql(target, a, b))).rows[0]!.after;
+}
