@@ -18,3 +18,7 @@ export { deriveDjangoFernetKey } from './crypto/kdf.js';
 export type { RandomSource } from './crypto/randomSource.js';
 export * from './errors.js';
 export { checkKeys, type CheckKeysInput, type CheckKeysReport, type CheckedKey } from './crypto/checkKeys.js';
+export { runVerify, type VerifyInput, type VerifyOutcome } from './verify/verify.js';
+export type { ColumnReport, VerifyFinding, VersionCounts } from './verify/verifyTarget.js';
+export { classifyValue, type ValueClass, type VerifyFailureReason } from './verify/classifyValue.js';
+export type { SampleReport, SampleSpec } from './verify/readTarget.js';

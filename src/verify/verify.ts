@@ -42,6 +42,8 @@ export interface VerifyInput {
   fixVersions?: boolean;
   /** True when only some configured targets are verified (such a run is no retire proof). */
   partial?: boolean;
+  /** Rows per read-only chunk of a full scan (default 10,000). */
+  chunkRows?: number;
   /** Findings kept (printed, stored in failures); the rest are counted. Default 1000. */
   maxFindings?: number;
   /** Called after each page with the target name and rows read so far in it. */
@@ -108,7 +110,7 @@ export async function runVerify(input: VerifyInput): Promise<VerifyOutcome> {
         input.onProgress?.(target.name, read);
       };
       if (input.sample) samples[target.name] = await readSampleRows(reader, target, input.sample, seed, onRows);
-      else await readAllRows(reader, target, onRows);
+      else await readAllRows(reader, target, onRows, input.chunkRows ? { chunkRows: input.chunkRows } : {});
       await verifier.finish();
       examined += read;
       problems += verifier.problems;
@@ -140,7 +142,7 @@ export async function runVerify(input: VerifyInput): Promise<VerifyOutcome> {
     summary: {
       columns: columnsSummary(columns),
       findingsDropped: findings.dropped,
-      ...(sampled ? { samples: Object.fromEntries(Object.entries(samples).map(([t, s]) => [t, { ...s, windows: s.windows.length }])) } : {}),
+      ...(sampled ? { samples: Object.fromEntries(Object.entries(samples).map(([t, s]) => [t, { ...s, windows: undefined }])) } : {}),
     },
     findings: findings.list,
     fixed: columns.reduce((n, c) => n + c.versions.fixed, 0),

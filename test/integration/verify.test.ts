@@ -67,6 +67,17 @@ describe('verify', () => {
     expect(run.finished_at).not.toBeNull();
   });
 
+  it('reads in many small read-only chunks (keyset), each row exactly once', async () => {
+    // 64 does not divide 700, and 7 * 100 = 700 ends a chunk exactly at the last row.
+    for (const chunk of ['64', '100']) {
+      const { result, report } = await verifyJson('--chunk-rows', chunk);
+      expectExit(result, 0);
+      expect(report.examined).toBe(ROWS);
+      expect(column(report, 'email').byKey).toEqual({ old: ROWS });
+      expect(column(report, 'mobno').nulls).toBe(NULL_MOBNOS);
+    }
+  });
+
   it('--without old fails before rotation, naming rows that only the withheld key reads', async () => {
     const { result, report } = await verifyJson('--without', 'old');
     expectExit(result, 1);
@@ -215,6 +226,7 @@ describe('verify', () => {
     expect(sample.rowsChecked).toBeLessThanOrEqual(150);
     expect(report.examined).toBe(sample.rowsChecked);
     expect(sample.windows.length).toBeGreaterThan(0);
+    expect(sample.windowCount).toBe(sample.windows.length);
     expect(sample.windows.reduce((n: number, w: { rows: number }) => n + w.rows, 0)).toBe(sample.rowsChecked);
     expect((await lastVerifyRun()).options).toMatchObject({ sampled: true, sample: { rows: 150 }, seed: 7 });
   });

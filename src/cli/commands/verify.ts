@@ -18,6 +18,7 @@ interface VerifyArgs {
   samplePercent?: number;
   seed?: number;
   fixVersions: boolean;
+  chunkRows: number;
 }
 
 // Findings printed in human output; --json and the failures table get up to 1000.
@@ -40,9 +41,15 @@ export function verifyCommand(wrap: Wrap): CommandModule {
           default: false,
           describe: 'Set wrong or unknown key-version hints to the key that decrypted the value (compare-and-swap; values unchanged)',
         })
+        .option('chunk-rows', {
+          type: 'number',
+          default: 10_000,
+          describe: 'Rows per read-only transaction of the scan (no snapshot is held longer than one chunk)',
+        })
         .conflicts('sample', 'sample-percent')
         .check((a) => {
           if (a.sample !== undefined && (!Number.isInteger(a.sample) || (a.sample as number) < 1)) throw new Error('--sample takes a whole number of rows, at least 1');
+          if (!Number.isInteger(a['chunk-rows']) || (a['chunk-rows'] as number) < 1) throw new Error('--chunk-rows takes a whole number, at least 1');
           const p = a['sample-percent'] as number | undefined;
           if (p !== undefined && !(p > 0 && p <= 100)) throw new Error('--sample-percent takes a number in (0, 100]');
           return true;
@@ -102,6 +109,7 @@ async function verify(ctx: CommandContext, session: Session, argv: VerifyArgs): 
     sample,
     ...(argv.seed !== undefined ? { seed: argv.seed } : {}),
     fixVersions: argv.fixVersions,
+    chunkRows: argv.chunkRows,
     partial,
     onProgress: (target, rows) => {
       if (rows % 100_000 < 2_000) ctx.logger.debug({ target, rows }, 'verify progress');
@@ -135,7 +143,7 @@ function formatOutcome(o: VerifyOutcome): string {
     lines.push(
       s.method === 'full-scan'
         ? `${target}: sample covers the whole table (${s.rowsChecked} rows, about ${s.estimatedRows} estimated)`
-        : `${target}: sampled ${s.rowsChecked} of about ${s.estimatedRows} rows in ${s.windows.length} windows of up to ${s.windowRows} rows (seed ${s.seed}); see --json for the window keys`,
+        : `${target}: sampled ${s.rowsChecked} of about ${s.estimatedRows} rows in ${s.windowCount} windows of up to ${s.windowRows} rows (seed ${s.seed}); see --json for the window keys`,
     );
   }
   for (const f of o.findings.slice(0, PRINTED_FINDINGS)) {
