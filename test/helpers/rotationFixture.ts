@@ -190,3 +190,15 @@ export async function expectEachRewrittenOnce(pool: pg.Pool, rows: number): Prom
     { col: 'mobno', values: mobnos, once: mobnos },
   ]);
 }
+
+/** Resolves once the CLI's stderr has matched `pattern` (e.g. the run has started), or it exited. */
+export function waitForStderr(cli: RunningCli, pattern: RegExp): Promise<void> {
+  return new Promise((resolve) => {
+    let seen = '';
+    cli.child.stderr!.on('data', (d) => {
+      seen += String(d);
+      if (pattern.test(seen)) resolve();
+    });
+    void cli.done.then(() => resolve());
+  });
+}

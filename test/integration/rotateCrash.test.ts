@@ -13,6 +13,7 @@ import {
   expectExit,
   prepareRotation,
   startCli,
+  waitForStderr,
   type RotationWorkspace,
 } from '../helpers/rotationFixture.js';
 
@@ -35,7 +36,9 @@ describe('rotate under kill -9', () => {
     let kills = 0;
     for (let attempt = 0; kills < 5 && attempt < 20; attempt++) {
       const cli = await startCli(ws, ['rotate', ...FAST, '--max-rate', '20000']);
-      await sleep(400 + Math.random() * 900);
+      // A random moment once the rotation is under way (start-up time varies with load).
+      await waitForStderr(cli, /rotation run \d+/);
+      await sleep(100 + Math.random() * 900);
       if (cli.child.exitCode !== null) break; // finished before we could kill it
       cli.child.kill('SIGKILL');
       const result = await cli.done;
@@ -59,7 +62,8 @@ describe('rotate under kill -9', () => {
     await countRewrites(db.pool);
     // Start the run first so all three join the same one.
     const clis = await Promise.all([0, 1, 2].map(() => startCli(ws!, ['rotate', ...FAST, '--workers', '1', '--max-rate', '8000'])));
-    await sleep(1500);
+    await Promise.all(clis.map((c) => waitForStderr(c, /rotation run \d+/)));
+    await sleep(700);
     clis[0]!.child.kill('SIGKILL');
     const results = await Promise.all(clis.map((c) => c.done));
     expect(results[0]!.signal).toBe('SIGKILL');

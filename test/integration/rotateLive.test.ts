@@ -13,6 +13,7 @@ import {
   plaintextsOf,
   prepareRotation,
   startCli,
+  waitForStderr,
   type RotationWorkspace,
 } from '../helpers/rotationFixture.js';
 
@@ -104,7 +105,8 @@ describe('stopping early', () => {
     db = await createTestDatabase('sigterm');
     ws = await prepareRotation(db.pool, db.url, ROWS);
     const cli = await startCli(ws, ['rotate', '--batch-size', '100', '--max-rate', '2000']);
-    await sleep(1500);
+    await waitForStderr(cli, /rotation run \d+/);
+    await sleep(800);
     cli.child.kill('SIGTERM');
     const result = await cli.done;
     expect(result.code, result.stderr).toBe(75);
