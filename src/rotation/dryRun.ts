@@ -3,11 +3,11 @@
  * writes nothing at all — no data, no run, no checkpoints, no failures rows.
  */
 import type pg from 'pg';
-import type { DecryptFailureReason } from '../errors.js';
+
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
 import { selectBatchSql, type RowKey } from './batchSql.js';
 import { toReadRows, type BatchTransformer } from './rotateRange.js';
-import type { ReadRow } from './transformBatch.js';
+import type { ReadRow, RotateFailureReason } from './transformBatch.js';
 
 /** What a rotation would do to one target. */
 export interface DryRunTargetReport {
@@ -18,9 +18,9 @@ export interface DryRunTargetReport {
   /** column → source key → values that would change */
   wouldChange: Record<string, Record<string, number>>;
   /** column → reason → count */
-  failuresByReason: Record<string, Partial<Record<DecryptFailureReason, number>>>;
+  failuresByReason: Record<string, Partial<Record<RotateFailureReason, number>>>;
   /** The first failures, by row key (never the value). */
-  failures: { column: string; rowKey: Record<string, string>; reason: DecryptFailureReason }[];
+  failures: { column: string; rowKey: Record<string, string>; reason: RotateFailureReason }[];
 }
 
 const MAX_LISTED_FAILURES = 100;

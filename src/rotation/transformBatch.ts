@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Codec } from '../crypto/codec.js';
+import { classifyForeignValue, decodeLegacy, type ForeignValueClass } from '../crypto/legacyValues.js';
 import { DecryptError, type DecryptFailureReason } from '../errors.js';
 import type { RowKey, RowWrite } from './batchSql.js';
 
@@ -22,13 +23,18 @@ export interface TransformContext {
   targetVersion: number;
   /** Key ids to treat as absent (never used as a source). */
   without?: readonly string[];
+  /** Encrypt plaintext and legacy `ENC_V1:` values too (`rotate --encrypt-legacy`). */
+  encryptLegacy?: boolean;
 }
+
+/** Why a value was not rotated: a decrypt failure, or a legacy/plaintext value left alone. */
+export type RotateFailureReason = DecryptFailureReason | ForeignValueClass;
 
 /** A value that could not be rotated: which row and column, and why; never the value. */
 export interface ValueFailure {
   row: number;
   column: number;
-  reason: DecryptFailureReason;
+  reason: RotateFailureReason;
 }
 
 /** The result of transforming a batch. */
@@ -77,7 +83,17 @@ export function transformBatch(rows: readonly ReadRow[], ctx: TransformContext):
         any = true;
       } catch (err) {
         if (!(err instanceof DecryptError)) throw err;
-        result.failures.push({ row: rowIndex, column: col, reason: err.reason });
+        const foreign = err.reason === 'wrong-format' ? classifyForeignValue(value) : undefined;
+        if (ctx.encryptLegacy && (foreign === 'plaintext' || foreign === 'legacy')) {
+          // A value stored before encryption (or in the keyless ENC_V1 format):
+          // encrypt it under the target key; its source is recorded as the class.
+          const plaintext = foreign === 'legacy' ? decodeLegacy(value)! : value;
+          columns[col] = { value: ctx.codec.encrypt(plaintext, { keyId: ctx.targetKeyId }), readDigest: digestOf(value) };
+          sources[col] = foreign;
+          any = true;
+          return;
+        }
+        result.failures.push({ row: rowIndex, column: col, reason: foreign ?? err.reason });
       }
     });
     if (any) {

@@ -13,9 +13,8 @@
  *  - anything else → `plaintext` (an email, a phone number, any text).
  * Values with the right prefix that do not decrypt keep the codec's reason.
  */
-import { inflateSync } from 'node:zlib';
 import type { Codec } from '../crypto/codec.js';
-import { decodeBase64UrlStrict } from '../crypto/strictBase64.js';
+import { classifyForeignValue } from '../crypto/legacyValues.js';
 import { DecryptError, type DecryptFailureReason } from '../errors.js';
 
 /** A problem class verify reports for a value (never the value itself). */
@@ -35,32 +34,6 @@ export type ValueClass =
   | { kind: 'plaintext' }
   | { kind: 'failed'; reason: VerifyFailureReason; withheldKeyId?: string };
 
-/** The prefix of the application's old keyless format. */
-export const LEGACY_PREFIX = 'ENC_V1:';
-
-// Prefixes of the ciphertext formats pg-rekey knows (DESIGN §4); a value with
-// one of them is never mistaken for plain text.
-const CIPHERTEXT_PREFIXES = ['FERNET_V1:', 'FERNET_V2:', 'PGRK1:', 'gAAAAA'];
-
-const utf8Strict = new TextDecoder('utf-8', { fatal: true });
-
-// A legacy value is small text; a "zip bomb" row must not exhaust memory.
-const MAX_LEGACY_BYTES = 1 << 20;
-
-/** True when `stored` is an `ENC_V1:` value that decodes to UTF-8 text. Never returns the text. */
-export function isDecodableLegacy(stored: string): boolean {
-  const body = stored.slice(LEGACY_PREFIX.length);
-  // Python's urlsafe_b64encode pads; accept unpadded too, but nothing lenient.
-  const compressed = decodeBase64UrlStrict(body, 'required') ?? decodeBase64UrlStrict(body, 'forbidden');
-  if (!compressed || compressed.length === 0) return false;
-  try {
-    utf8Strict.decode(inflateSync(compressed, { maxOutputLength: MAX_LEGACY_BYTES }));
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Options of {@link classifyValue}. */
 export interface ClassifyOptions {
   /** Key ids to act as if absent (the retirement rehearsal). */
@@ -77,11 +50,9 @@ export function classifyValue(codec: Codec, stored: string | null, options: Clas
   } catch (err) {
     if (!(err instanceof DecryptError)) throw err;
     if (err.reason === 'wrong-format') {
-      if (stored.startsWith(LEGACY_PREFIX)) {
-        return isDecodableLegacy(stored) ? { kind: 'legacy' } : { kind: 'failed', reason: 'legacy-malformed' };
-      }
-      if (CIPHERTEXT_PREFIXES.some((p) => stored.startsWith(p))) return { kind: 'failed', reason: 'wrong-format' };
-      return { kind: 'plaintext' };
+      const foreign = classifyForeignValue(stored);
+      if (foreign === 'legacy' || foreign === 'plaintext') return { kind: foreign };
+      return { kind: 'failed', reason: foreign };
     }
     if (err.reason === 'no-key' && without.length > 0) {
       // Tell "only the withheld key reads it" (the rehearsal's finding) apart
