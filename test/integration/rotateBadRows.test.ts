@@ -32,7 +32,7 @@ beforeAll(async () => {
   bad[11] = { value: `FERNET_V1:${Buffer.from(flipped).toString('base64').replace(/\+/g, '-').replace(/\//g, '_')}`, reason: 'no-key' };
   bad[12] = { value: good.slice(0, 40), reason: 'malformed' };
   bad[13] = { value: stranger.encrypt('stranger@example.com'), reason: 'no-key' };
-  bad[14] = { value: 'alice@example.com', reason: 'wrong-format' };
+  bad[14] = { value: 'alice@example.com', reason: 'plaintext' };
   bad[15] = { value: v2.encrypt('v2@example.com'), reason: 'wrong-format' };
   for (const [id, { value }] of Object.entries(bad)) {
     await db.current.pool.query('UPDATE people SET email = $1 WHERE id = $2', [value, id]);
