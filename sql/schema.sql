@@ -53,6 +53,12 @@ CREATE TABLE pgrekey.ranges (
     updated_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
+CREATE TABLE pgrekey.run_chain (
+    singleton boolean DEFAULT true NOT NULL,
+    last_seq bigint NOT NULL,
+    last_hash text NOT NULL
+);
+
 CREATE TABLE pgrekey.runs (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
     kind text NOT NULL,
@@ -72,7 +78,9 @@ CREATE TABLE pgrekey.runs (
     rows_changed bigint DEFAULT 0 NOT NULL,
     rows_skipped bigint DEFAULT 0 NOT NULL,
     rows_failed bigint DEFAULT 0 NOT NULL,
-    summary jsonb DEFAULT '{}'::jsonb NOT NULL
+    summary jsonb DEFAULT '{}'::jsonb NOT NULL,
+    chain_seq bigint,
+    row_hash text
 );
 
 ALTER TABLE ONLY pgrekey.failures ADD CONSTRAINT failures_pkey PRIMARY KEY (id);
@@ -103,7 +111,19 @@ ALTER TABLE ONLY pgrekey.ranges ADD CONSTRAINT ranges_run_id_fkey FOREIGN KEY (r
 
 ALTER TABLE ONLY pgrekey.ranges ADD CONSTRAINT ranges_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text, 'done'::text])));
 
+ALTER TABLE ONLY pgrekey.run_chain ADD CONSTRAINT run_chain_pkey PRIMARY KEY (singleton);
+
+ALTER TABLE ONLY pgrekey.run_chain ADD CONSTRAINT run_chain_singleton_check CHECK (singleton);
+
+ALTER TABLE ONLY pgrekey.runs ADD CONSTRAINT runs_chain_seq_unique UNIQUE (chain_seq);
+
 ALTER TABLE ONLY pgrekey.runs ADD CONSTRAINT runs_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY pgrekey.runs ADD CONSTRAINT runs_chained_when_finished CHECK (
+CASE
+    WHEN (status = ANY (ARRAY['running'::text, 'stopped'::text])) THEN ((chain_seq IS NULL) AND (row_hash IS NULL))
+    ELSE ((chain_seq IS NOT NULL) AND (row_hash IS NOT NULL))
+END);
 
 ALTER TABLE ONLY pgrekey.runs ADD CONSTRAINT runs_finished_has_time CHECK (((status = 'running'::text) = (finished_at IS NULL)));
 
@@ -176,4 +196,74 @@ BEGIN
 END
 $function$;
 
+CREATE OR REPLACE FUNCTION pgrekey.run_canonical(r pgrekey.runs)
+ RETURNS text
+ LANGUAGE sql
+ STABLE
+AS $function$
+  SELECT jsonb_build_array(
+    r.chain_seq, r.id, r.kind, r.trigger, r.reason, r.actor_db_user, r.actor_os_user, r.actor_host,
+    to_jsonb(r.source_keys), r.target_key, to_jsonb(r.targets), r.options,
+    to_char(r.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    to_char(r.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    r.status, r.rows_examined, r.rows_changed, r.rows_skipped, r.rows_failed, r.summary
+  )::text
+$function$;
+
+CREATE OR REPLACE FUNCTION pgrekey.run_hash(r pgrekey.runs, previous_hash text)
+ RETURNS text
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pgrekey'
+AS $function$
+  SELECT encode(sha256(convert_to(run_canonical(r) || E'\n' || previous_hash, 'UTF8')), 'hex')
+$function$;
+
+CREATE OR REPLACE FUNCTION pgrekey.runs_append_only()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'pgrekey'
+AS $function$
+DECLARE
+  head run_chain;
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    IF OLD.status IN ('running', 'stopped') THEN
+      RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'run % is finished (%): the audit trail is append-only', OLD.id, OLD.status
+      USING ERRCODE = '55000', HINT = 'finished runs cannot be deleted';
+  END IF;
+  IF TG_OP = 'UPDATE' AND OLD.status NOT IN ('running', 'stopped') THEN
+    RAISE EXCEPTION 'run % is finished (%): the audit trail is append-only', OLD.id, OLD.status
+      USING ERRCODE = '55000', HINT = 'finished runs cannot be changed; record a new run instead';
+  END IF;
+  IF NEW.status IN ('running', 'stopped') THEN
+    -- Open runs are not links yet, whatever the caller wrote.
+    NEW.chain_seq := NULL;
+    NEW.row_hash := NULL;
+    RETURN NEW;
+  END IF;
+  -- Held until commit: the next append waits, so links never interleave.
+  SELECT * INTO STRICT head FROM run_chain FOR UPDATE;
+  NEW.chain_seq := head.last_seq + 1;
+  NEW.row_hash := run_hash(NEW, head.last_hash);
+  UPDATE run_chain SET last_seq = NEW.chain_seq, last_hash = NEW.row_hash;
+  RETURN NEW;
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION pgrekey.runs_refuse_truncate()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+  RAISE EXCEPTION 'the audit trail (runs) is append-only: TRUNCATE refused' USING ERRCODE = '55000';
+END
+$function$;
+
 CREATE TRIGGER keys_refuse_retiring_referenced BEFORE UPDATE OF state ON pgrekey.keys FOR EACH ROW WHEN (((new.state = 'retired'::text) AND (old.state <> 'retired'::text))) EXECUTE FUNCTION pgrekey.refuse_retiring_referenced_key();
+
+CREATE TRIGGER runs_append_only BEFORE INSERT OR DELETE OR UPDATE ON pgrekey.runs FOR EACH ROW EXECUTE FUNCTION pgrekey.runs_append_only();
+
+CREATE TRIGGER runs_refuse_truncate BEFORE TRUNCATE ON pgrekey.runs FOR EACH STATEMENT EXECUTE FUNCTION pgrekey.runs_refuse_truncate();

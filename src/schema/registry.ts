@@ -4,6 +4,7 @@ import { withTransaction, type Queryable } from '../db/withTransaction.js';
 import { KeyMismatchError, UsageError } from '../errors.js';
 import type { TargetConfig } from '../config/loadConfig.js';
 import { keyUsage, type ColumnUsage } from './keyUsage.js';
+import { checkRetireGate, type RetireGate } from './retireGate.js';
 import { insertLifecycleRunSql, type Actor } from './runsSql.js';
 
 /** A key as the registry knows it: fingerprint and lifecycle, never material. */
@@ -137,14 +138,20 @@ export async function promoteKey(db: Queryable, schema: string, keyId: string, a
   });
 }
 
-/** What `retireKey` did: retired, or refused with the rows that still need the key. */
+/**
+ * What `retireKey` did: retired (with the rehearsal that allowed it), or
+ * refused with the rows that still need the key and the state of the gate.
+ */
 export type RetireOutcome =
-  | { retired: true; key: string }
-  | { retired: false; key: string; referencing: ColumnUsage[]; unknown: ColumnUsage[] };
+  | { retired: true; key: string; gate: RetireGate }
+  | { retired: false; key: string; referencing: ColumnUsage[]; unknown: ColumnUsage[]; gate: RetireGate };
 
 /**
- * Retires `keyId` unless a target row still references it or any target row's
- * key version is unknown (then the key might still be needed). The primary key
+ * Retires `keyId` unless a target row still references it, any target row's
+ * key version is unknown (then the key might still be needed), or the retire
+ * gate is closed: no successful full `verify --without <keyId>` since the last
+ * rotation, promotion or key-version repair (the references are hints; the
+ * rehearsal proves every value decrypts without the key). The primary key
  * cannot be retired. Both outcomes are recorded as a `retire` run.
  */
 export async function retireKey(
@@ -165,7 +172,9 @@ export async function retireKey(
     const usage = await keyUsage(client, schema, targets);
     const referencing = usage.filter((u) => (u.byKey[keyId] ?? 0) > 0);
     const unknown = usage.filter((u) => u.unknown > 0);
-    const refused = referencing.length > 0 || unknown.length > 0;
+    // Under the keys lock taken above, so no promotion can land between this check and the retire.
+    const gate = await checkRetireGate(client, schema, keyId);
+    const refused = referencing.length > 0 || unknown.length > 0 || !gate.satisfied;
     if (!refused) {
       await client.query(
         sql(`UPDATE ${quoteIdent(schema)}.keys SET state = 'retired', retired_at = now() WHERE key_id = $1`, [keyId]),
@@ -178,9 +187,11 @@ export async function retireKey(
         actor,
         reason,
         status: refused ? 'failed' : 'succeeded',
-        summary: refused ? { refused: true, usage } : {},
+        summary: refused
+          ? { refused: true, usage, gate: { satisfied: gate.satisfied, lastChange: gate.lastChange, openRotationId: gate.openRotationId } }
+          : { verifyRunId: gate.verifyRunId },
       }),
     );
-    return refused ? { retired: false, key: keyId, referencing, unknown } : { retired: true, key: keyId };
+    return refused ? { retired: false, key: keyId, referencing, unknown, gate } : { retired: true, key: keyId, gate };
   });
 }

@@ -106,12 +106,22 @@ describe('keys lifecycle', () => {
     expect((await project.cli(['keys', 'retire', 'k1'])).code).toBe(1);
   });
 
-  test('the primary cannot be retired; an unreferenced key can', async () => {
+  test('the primary cannot be retired; an unreferenced key can, after a retirement rehearsal', async () => {
     const primary = await project.cli(['keys', 'retire', 'k2']);
     expect(primary.code).toBe(2);
     expect(primary.stderr).toContain('promote another key first');
     const v2 = (await keyRow('k2')).version;
     await db.current.pool.query('UPDATE public.people SET email_key_version = $1', [v2]);
+    // Unreferenced is not enough: the retire gate wants a passed "verify --without k1".
+    const gated = await project.cli(['keys', 'retire', 'k1']);
+    expect(gated.code, gated.stderr).toBe(1);
+    expect(gated.stdout).toContain('run "pg-rekey verify --without k1"');
+    // This table holds placeholder values, not ciphertexts, so a real verify would
+    // fail; record the rehearsal the way verify does (test/integration/retireGate
+    // runs the real command).
+    await db.current.pool.query(
+      `INSERT INTO pgrekey.runs (kind, options, status, finished_at) VALUES ('verify', '{"without": ["k1"], "sampled": false, "partial": false}', 'succeeded', now())`,
+    );
     const r = await project.cli(['keys', 'retire', 'k1', '--reason', 'grace period over']);
     expect(r.code, r.stderr).toBe(0);
     expect(await keyRow('k1')).toMatchObject({ state: 'retired', is_primary: false });
@@ -146,10 +156,12 @@ describe('keys lifecycle', () => {
       'retire:k1:failed',
       'retire:k1:failed',
       'retire:k1:failed',
+      'retire:k1:failed', // gated: no rehearsal yet
+      'verify:null:succeeded',
       'retire:k1:succeeded',
     ]);
     expect(runs.rows.find((r) => r.kind === 'promote' && r.target_key === 'k2').reason).toBe('quarterly');
-    for (const r of runs.rows) {
+    for (const r of runs.rows.filter((row) => row.kind !== 'verify')) {
       expect(r.actor_host).toBeTruthy();
       expect(r.actor_db_user).toBeTruthy();
     }

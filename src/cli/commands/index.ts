@@ -1,6 +1,7 @@
 import type { Argv } from 'yargs';
 import type { CommandHandler } from '../main.js';
 import type { GlobalOptions } from '../context.js';
+import { historyCommand } from './history.js';
 import { keysCommand } from './keys.js';
 import { migrateCommand } from './migrate.js';
 import { rotateCommand } from './rotate.js';
@@ -17,6 +18,7 @@ export type Wrap = <A>(handler: CommandHandler<A & GlobalOptions>) => (args: any
 
 /** Registers every top-level command on the parser. */
 export function registerCommands(parser: Argv, wrap: Wrap): void {
+  parser.command(historyCommand(wrap));
   parser.command(keysCommand(wrap));
   parser.command(migrateCommand(wrap));
   parser.command(targetCommand(wrap));

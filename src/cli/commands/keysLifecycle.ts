@@ -2,6 +2,7 @@ import type { Argv } from 'yargs';
 import { UsageError } from '../../errors.js';
 import { keyInventory, type KeyInventory } from '../../schema/keyInventory.js';
 import { promoteKey, registerConfiguredKeys, retireKey } from '../../schema/registry.js';
+import { describeClosedGate } from '../../schema/retireGate.js';
 import type { CommandContext } from '../context.js';
 import { ExitCode } from '../exitCodes.js';
 import { formatTable } from '../output.js';
@@ -109,20 +110,29 @@ export function addKeyLifecycleCommands(yargs: Argv, wrap: Wrap): Argv {
     })
     .command({
       command: 'retire <id>',
-      describe: 'Retire a key no row needs any more; refused (exit 1) while any row references it or has an unknown key version',
+      describe:
+        'Retire a key no row needs any more; refused (exit 1) while any row references it or has an unknown key version, ' +
+        'or until "pg-rekey verify --without <id>" passed after the last rotation or promotion',
       builder: (y: Argv) => y.positional('id', { type: 'string', demandOption: true }).option('reason', reason),
       handler: wrap<{ id: string; reason: string | undefined }>(async (ctx, argv) =>
         withSession(ctx, {}, async (session) => {
           const outcome = await retireKey(session.pool, session.schema, argv.id, session.config.targets, session.actor, argv.reason);
           if (outcome.retired) {
-            ctx.output.result(outcome, () => `Key ${argv.id} is retired; no command will use it again.`);
+            ctx.output.result(
+              outcome,
+              () => `Key ${argv.id} is retired (rehearsal: verify run ${outcome.gate.verifyRunId}); no command will use it again.`,
+            );
             return ExitCode.OK;
           }
           ctx.output.result(outcome, () => {
             const lines = [`Refused: key ${argv.id} may still be needed.`];
             for (const u of outcome.referencing) lines.push(`  ${u.target}.${u.column}: ${u.byKey[argv.id]} row(s) encrypted with ${argv.id}`);
             for (const u of outcome.unknown) lines.push(`  ${u.target}.${u.column}: ${u.unknown} row(s) of unknown key version`);
-            lines.push('Rotate them first ("pg-rekey rotate"), then retire again.');
+            if (outcome.referencing.length > 0 || outcome.unknown.length > 0) {
+              lines.push('Rotate them first ("pg-rekey rotate"), then run "pg-rekey verify --without ' + argv.id + '" and retire again.');
+            } else if (!outcome.gate.satisfied) {
+              lines.push(`  ${describeClosedGate(outcome.gate)}`);
+            }
             return lines.join('\n');
           });
           return ExitCode.FAILURES;
