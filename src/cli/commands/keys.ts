@@ -37,13 +37,16 @@ export function keysCommand(wrap: Wrap): CommandModule {
             "Load every configured key, round-trip a test value in each target's format, print id, fingerprint and role",
           handler: wrap(async (ctx) => {
             const config = await ctx.config();
-            const report = await checkKeys(config);
+            const report = await checkKeys(config, { env: ctx.env });
             ctx.output.result(report, () => {
-              const formats = report.formats.join(', ');
+              const verdict =
+                report.formats.length > 0
+                  ? `round-trip ok in ${report.formats.join(', ')}`
+                  : 'no targets configured, so no format was round-tripped (add one with "pg-rekey target add")';
               return `${formatTable(
                 ['ID', 'FINGERPRINT', 'ROLE'],
                 report.keys.map((k) => [k.id, k.fingerprint, k.role]),
-              )}\n\n${report.keys.length} key(s) loaded; round-trip ok in ${formats}.`;
+              )}\n\n${report.keys.length} key(s) loaded; ${verdict}.`;
             });
             return ExitCode.OK;
           }),
