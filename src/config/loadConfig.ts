@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
+import { parseQualifiedName } from '../db/quote.js';
 import { ConfigError } from '../errors.js';
 import { configFileSchema, type ConfigFile, type FormatId } from './configSchema.js';
 
@@ -33,14 +34,17 @@ export interface ResolvedConfig {
   readonly rotationIntervalDays: number;
 }
 
-/** Splits "schema.table" (default schema public); quoted parts keep their dots. */
+/**
+ * Splits "schema.table" (default schema public) with the server's rules for
+ * quoting and case folding (src/db/quote.ts); a bad name is a config error.
+ */
 export function splitTableName(name: string): { schema: string; table: string } {
-  const parts = name.match(/"(?:[^"]|"")+"|[^.]+/g) ?? [];
-  const unquote = (part: string) =>
-    part.startsWith('"') ? part.slice(1, -1).replace(/""/g, '"') : part;
-  if (parts.length === 1) return { schema: 'public', table: unquote(parts[0]!) };
-  if (parts.length === 2) return { schema: unquote(parts[0]!), table: unquote(parts[1]!) };
-  throw new ConfigError(`table "${name}" is not a valid name: expected "table" or "schema.table"`);
+  try {
+    const { schema, name: table } = parseQualifiedName(name);
+    return { schema, table };
+  } catch (err) {
+    throw new ConfigError(`table "${name}" is not a valid name: expected "table" or "schema.table" (${(err as Error).message})`);
+  }
 }
 
 /** Formats zod issues as "path: what was expected" lines, one per problem. */
