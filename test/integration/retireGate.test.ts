@@ -61,6 +61,16 @@ describe('retire gate', () => {
     expect(r.out.gate).toMatchObject({ satisfied: false, lastChange: { kind: 'promote' } });
   });
 
+  it('a key-version repair (verify --fix-versions) after the rehearsal closes the gate again', async () => {
+    expectExit(await ws.run(['verify', '--without', 'old']), 0);
+    await db.current.pool.query('UPDATE people SET email_key_version = NULL WHERE id = 7');
+    const fix = await ws.run(['verify', '--fix-versions']);
+    expectExit(fix, 0); // a repaired hint is not a failure
+    const r = await retire();
+    expect(r.code).toBe(1);
+    expect(r.out).toMatchObject({ unknown: [], gate: { satisfied: false, lastChange: { kind: 'fix-versions' } } });
+  });
+
   it('after a full verify --without old passes, retire succeeds and names the rehearsal', async () => {
     const verify = await ws.run(['verify', '--without', 'old', '--json']);
     expectExit(verify, 0);
@@ -80,6 +90,9 @@ describe('retire gate', () => {
       'verify:succeeded', // sampled
       'retire:failed',
       'verify:succeeded',
+      'retire:failed',
+      'verify:succeeded',
+      'verify:succeeded', // --fix-versions
       'retire:failed',
       'verify:succeeded',
       'retire:succeeded',
