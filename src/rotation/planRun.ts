@@ -26,6 +26,8 @@ export interface NewRun {
   reason: string | undefined;
   actor: Actor;
   options: Record<string, unknown>;
+  /** Abort a conflicting open run instead of refusing (emergency rollback). */
+  abandonOpenRun?: boolean;
 }
 
 // Ranges are what several workers or hosts share; about this many rows each
@@ -38,6 +40,16 @@ function selectOpenRotationSql(schema: string): Sql {
   return sql(
     `SELECT id::int, target_key AS "targetKey", targets FROM ${quoteIdent(schema)}.runs
       WHERE kind = 'rotate' AND status IN ('running', 'stopped') FOR UPDATE`,
+  );
+}
+
+function abandonRunSql(schema: string, runId: number, reason: string | undefined): Sql {
+  return sql(
+    `UPDATE ${quoteIdent(schema)}.runs
+        SET status = 'aborted', finished_at = now(),
+            summary = summary || jsonb_build_object('abandoned', true, 'abandonReason', $2::text)
+      WHERE id = $1 AND status IN ('running', 'stopped')`,
+    [runId, reason ?? null],
   );
 }
 
@@ -122,13 +134,20 @@ export async function startOrJoinRun(
         const open = (await client.query<{ id: number; targetKey: string; targets: string[] }>(selectOpenRotationSql(schema))).rows[0];
         if (open) {
           const sameColumns = [...open.targets].sort().join() === [...run.columns].sort().join();
-          if (open.targetKey !== run.targetKeyId || !sameColumns) {
+          const conflicts = open.targetKey !== run.targetKeyId || !sameColumns;
+          if (conflicts && run.abandonOpenRun) {
+            // Waits for the open run's batches in flight (they hold a share lock on
+            // its row); after this no batch of it can commit (lockOpenRunSql).
+            await client.query(abandonRunSql(schema, open.id, run.reason));
+          } else if (conflicts) {
             throw new RunConflictError(
               `rotation run ${open.id} to key ${open.targetKey} (${open.targets.join(', ')}) is unfinished — ` +
-                `finish it first with "pg-rekey rotate --to ${open.targetKey}"${sameColumns ? '' : ' and the same targets'}`,
+                `finish it first with "pg-rekey rotate --to ${open.targetKey}"${sameColumns ? '' : ' and the same targets'}, ` +
+                `or abandon it with --abandon-open-run (an emergency rollback)`,
             );
+          } else {
+            return { id: open.id, targetKeyId: open.targetKey, joined: true };
           }
-          return { id: open.id, targetKeyId: open.targetKey, joined: true };
         }
         const id = (await client.query<{ id: number }>(insertRotationRunSql(schema, run))).rows[0]!.id;
         for (const target of targets) await planRanges(client, schema, id, target);

@@ -96,6 +96,15 @@ export function advanceCheckpointSql(
   );
 }
 
+/**
+ * Takes a share lock on the run row if the run is still open. Every batch runs
+ * it first: once a run is abandoned (`rotate --abandon-open-run`) no batch of
+ * its workers can commit, and the abandoning UPDATE waits for batches in flight.
+ */
+export function lockOpenRunSql(schema: string, runId: number): Sql {
+  return sql(`SELECT 1 FROM ${quoteIdent(schema)}.runs WHERE id = $1 AND status = 'running' FOR SHARE`, [runId]);
+}
+
 /** Gives a range back at a clean boundary (stop requested) so the next worker need not wait for expiry. */
 export function releaseRangeSql(schema: string, range: { id: number; leaseToken: string }): Sql {
   return sql(

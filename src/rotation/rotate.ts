@@ -7,6 +7,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { quoteIdent } from '../db/quote.js';
+import { LeaseLostError } from '../errors.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
 import { abortRunSql, claimRangeSql, finishRunSql, selectRangesSql, selectRunProgressSql, type ClaimedRange } from './rangesSql.js';
 import { DEFAULT_RETRY, withRetry } from './retry.js';
@@ -140,7 +141,16 @@ export async function runRotation(input: RunRotationInput): Promise<RotationOutc
       const target = byName.get(claimed.target);
       if (!target) throw new Error(`range ${claimed.id} names target ${claimed.target}, which is not configured`);
       input.logger?.debug({ rangeId: claimed.id, target: claimed.target }, 'claimed range');
-      const outcome = await rotateRange(env, target, claimed);
+      let outcome;
+      try {
+        outcome = await rotateRange(env, target, claimed);
+      } catch (err) {
+        // Another worker took this range over (we stalled past the lease): its
+        // batch rolled back; carry on with another range.
+        if (!(err instanceof LeaseLostError)) throw err;
+        input.logger?.warn({ rangeId: claimed.id }, err.message);
+        continue;
+      }
       if (outcome === 'aborted') aborted = true;
     }
   };

@@ -8,10 +8,10 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { withTransaction } from '../db/withTransaction.js';
-import { LeaseLostError } from '../errors.js';
+import { LeaseLostError, RunConflictError } from '../errors.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
 import { casUpdateSql, selectBatchSql, selectRowsByKeySql, type RowKey } from './batchSql.js';
-import { advanceCheckpointSql, insertFailuresSql, releaseRangeSql, type BatchCounts, type ClaimedRange } from './rangesSql.js';
+import { advanceCheckpointSql, insertFailuresSql, lockOpenRunSql, releaseRangeSql, type BatchCounts, type ClaimedRange } from './rangesSql.js';
 import { withRetry, type RetryPolicy } from './retry.js';
 import type { Throttle } from './throttle.js';
 import type { ReadRow, TransformResult } from './transformBatch.js';
@@ -138,6 +138,9 @@ async function commitBatch(
   return withTransaction(
     env.pool,
     async (client) => {
+      if ((await client.query(lockOpenRunSql(env.schema, env.runId))).rowCount !== 1) {
+        throw new RunConflictError(`rotation run ${env.runId} is no longer open (abandoned by another rotate); this worker stops`);
+      }
       const lost: RowKey[] = [];
       const bySource: Record<string, Record<string, number>> = {};
       let changed = 0;
