@@ -1,0 +1,92 @@
+/**
+ * Measurement (d)/(e): `pg-rekey rotate` with its defaults, run as the real CLI
+ * on a fresh copy of a database prepared the way a DBA prepares it (migrate up,
+ * target add, migrate up), then checked: every value decrypts with the new key.
+ */
+import { runCli, runCliOk } from './runCli.js';
+import { createDatabase, dropDatabase, dualKeyCodec, withDb, createWorkspace, type Workspace } from './workload.js';
+
+/** A migrated template database with `people` as a target, and the workspace holding its config. */
+export interface ReadyTemplate {
+  name: string;
+  workspace: Workspace;
+  cleanup(): Promise<void>;
+}
+
+/** Copies `seed` into `name` and prepares it for rotation through the CLI. */
+export async function prepareTemplate(adminUrl: string, seed: string, name: string): Promise<ReadyTemplate> {
+  const url = await createDatabase(adminUrl, name, seed);
+  const ws = await createWorkspace(url);
+  try {
+    await runCliOk(['migrate', 'up'], ws.dir, ws.env);
+    await runCliOk(['target', 'add', '--table', 'public.people', '--columns', 'email,mobno', '--format', 'django-fernet-v1'], ws.dir, ws.env);
+    await runCliOk(['migrate', 'up'], ws.dir, ws.env);
+  } catch (err) {
+    await ws.cleanup();
+    throw err;
+  }
+  return { name, workspace: ws, cleanup: () => ws.cleanup() };
+}
+
+/** What a measured rotate run did. */
+export interface RotateTiming {
+  rows: number;
+  /** Wall clock of the whole CLI process: start-up, key derivation, planning, rotation, summary. */
+  wallMs: number;
+  peakRssKiB: number | null;
+  /** The CLI's own summary: its rotation time (without process start-up) and counts. */
+  status: string;
+  examined: number;
+  changedHere: number;
+  rotationMs: number;
+}
+
+/** Rotates a fresh copy of `ready` with `pg-rekey rotate --json …extraArgs`, then checks every row. */
+export async function measureRotate(
+  adminUrl: string,
+  ready: ReadyTemplate,
+  name: string,
+  rows: number,
+  extraArgs: readonly string[],
+  profileDir: string | undefined,
+): Promise<RotateTiming> {
+  const url = await createDatabase(adminUrl, name, ready.name);
+  try {
+    const env = { ...ready.workspace.env, DATABASE_URL: url };
+    const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+    const run = await runCli(['rotate', '--json', ...extraArgs], ready.workspace.dir, env, nodeArgs);
+    if (run.code !== 0) throw new Error(`pg-rekey rotate exited ${run.code}\n${run.stdout}\n${run.stderr.slice(-4000)}`);
+    const outcome = JSON.parse(run.stdout) as { status: string; examined: number; changedHere: number; durationMs: number };
+    await assertAllUnderNewKey(url, rows);
+    return {
+      rows,
+      wallMs: run.wallMs,
+      peakRssKiB: run.peakRssKiB,
+      status: outcome.status,
+      examined: outcome.examined,
+      changedHere: outcome.changedHere,
+      rotationMs: outcome.durationMs,
+    };
+  } finally {
+    await dropDatabase(adminUrl, name);
+  }
+}
+
+/** Throws unless every row is on the new key's version and a sample decrypts with the new key to its plaintext. */
+async function assertAllUnderNewKey(url: string, rows: number): Promise<void> {
+  const codec = await dualKeyCodec();
+  await withDb(url, async (pool) => {
+    const { rows: [counts] } = await pool.query<{ total: number; left: number }>(
+      `SELECT count(*)::int AS total,
+              count(*) FILTER (WHERE email_key_version IS DISTINCT FROM k.version
+                               OR (mobno IS NOT NULL AND mobno_key_version IS DISTINCT FROM k.version))::int AS left
+         FROM people, (SELECT version FROM pgrekey.keys WHERE key_id = 'new') AS k`,
+    );
+    if (counts?.total !== rows || counts.left !== 0) throw new Error(`rotation incomplete: ${JSON.stringify(counts)}`);
+    const sample = await pool.query<{ id: string; email: string }>('SELECT id, email FROM people TABLESAMPLE BERNOULLI (1) LIMIT 500');
+    for (const r of sample.rows) {
+      const d = codec.decrypt(r.email);
+      if (d.keyId !== 'new' || !/^user\d+@example\.com$/.test(d.plaintext)) throw new Error(`row ${r.id} did not rotate correctly`);
+    }
+  });
+}
