@@ -10,8 +10,10 @@ import { selectAnyWorkSql } from '../../rotation/batchSql.js';
 import { dryRunTarget, type DryRunTargetReport } from '../../rotation/dryRun.js';
 import { startOrJoinRun } from '../../rotation/planRun.js';
 import { selectRangesSql } from '../../rotation/rangesSql.js';
-import { runRotation, type RotationOutcome } from '../../rotation/rotate.js';
+import { runRotation, type RotationOutcome, type RotationSettings } from '../../rotation/rotate.js';
 import { transformBatch } from '../../rotation/transformBatch.js';
+import { CryptoPool, defaultCryptoThreads } from '../../rotation/cryptoPool.js';
+import { resolveKeyringSecrets } from '../../rotation/keyringSecrets.js';
 import type { BatchTransformer } from '../../rotation/rotateRange.js';
 import { ExitCode } from '../exitCodes.js';
 import { formatTable } from '../output.js';
@@ -26,6 +28,7 @@ interface RotateArgs {
   target?: string[];
   batchSize: number;
   workers: number;
+  cryptoThreads: number;
   dryRun: boolean;
   onError: 'continue' | 'abort';
   maxDuration?: string;
@@ -49,7 +52,8 @@ export function rotateCommand(wrap: Wrap): CommandModule {
         .option('to', { type: 'string', describe: 'Target key id (default: the registry\'s primary key)' })
         .option('target', { type: 'string', array: true, describe: 'Limit to table.column (repeatable), e.g. people.email' })
         .option('batch-size', { type: 'number', default: 1000, describe: 'Rows per batch (one transaction each)' })
-        .option('workers', { type: 'number', default: 2, describe: 'Concurrent range workers in this process' })
+        .option('workers', { type: 'number', default: 3, describe: 'Concurrent range workers in this process' })
+        .option('crypto-threads', { type: 'number', default: defaultCryptoThreads(), describe: 'Worker threads for decrypt + encrypt (0: on the main thread)' })
         .option('dry-run', { type: 'boolean', default: false, describe: 'Read and decrypt everything, write nothing; report what would change' })
         .option('on-error', { choices: ['continue', 'abort'] as const, default: 'continue' as const, describe: 'On an undecryptable value: record it and go on, or stop' })
         .option('max-duration', { type: 'string', describe: 'Stop cleanly after this long (e.g. 5m) and exit 75; run again to continue' })
@@ -62,15 +66,18 @@ export function rotateCommand(wrap: Wrap): CommandModule {
         .option('reason', { type: 'string', describe: 'Why this rotation runs (recorded in the audit trail)' })
         .option('emergency', { type: 'boolean', default: false, describe: 'Record this as an emergency rotation (requires --reason)' })
         .check((a) => {
-          if ((a['batch-size'] as number) < 1 || (a.workers as number) < 1) throw new Error('--batch-size and --workers must be at least 1');
-          if (a.emergency && !a.reason) throw new Error('--emergency needs --reason "<what happened>" for the audit trail');
+          if ((a['batch-size'] as number) < 1 || (a.workers as number) < 1) throw new UsageError('--batch-size and --workers must be at least 1');
+          if (a.emergency && !a.reason) throw new UsageError('--emergency needs --reason "<what happened>" for the audit trail');
           return true;
         }),
-    handler: wrap<RotateArgs>(async (ctx, argv) =>
+    handler: wrap<RotateArgs>(async (ctx, argv) => {
+      // Bad input is refused before anything is opened or written.
+      const settings = settingsFrom(argv);
       // A dry run writes nothing at all, not even a first-use key registration.
-      withSession(ctx, { register: argv.dryRun ? 'none' : 'all', maxConnections: argv.workers * 2 + 2 }, (session) =>
-        argv.dryRun ? dryRun(ctx, session, argv) : rotate(ctx, session, argv),
-      ),
+      return withSession(ctx, { register: argv.dryRun ? 'none' : 'all', maxConnections: argv.workers * 2 + 2 }, (session) =>
+        argv.dryRun ? dryRun(ctx, session, argv) : rotate(ctx, session, argv, settings),
+      );
+    }
     ),
   };
 }
@@ -93,7 +100,7 @@ function selectTargets(session: Session, filters: string[] | undefined) {
 }
 
 /** The resolved targets and the crypto step for a rotation to `targetKeyId`. */
-async function prepare(session: Session, argv: RotateArgs, targetKeyId: string, targetVersion: number) {
+async function prepare(ctx: CommandContext, session: Session, argv: RotateArgs, targetKeyId: string, targetVersion: number) {
   if (!session.keys.some((k) => k.id === targetKeyId)) {
     throw new UsageError(`key ${targetKeyId} is not configured here — add it to "keys" in the config file`);
   }
@@ -103,9 +110,21 @@ async function prepare(session: Session, argv: RotateArgs, targetKeyId: string, 
   for (const t of targets) {
     codecs.set(t.name, createCodecFromKeyring(t.format, await session.keyring(t.format, { primary: targetKeyId })));
   }
+  if (argv.cryptoThreads > 0) {
+    // Crypto on worker threads, so reads, writes and crypto overlap on every core (see cryptoPool).
+    const fingerprints = new Map(session.keys.map((k) => [k.id, k.fingerprint]));
+    const keyrings = [];
+    for (const format of new Set(targets.map((t) => t.format))) {
+      const keyring = await session.keyring(format, { primary: targetKeyId });
+      const refs = session.config.keys;
+      keyrings.push({ format, keys: await resolveKeyringSecrets(keyring, refs, { baseDir: session.config.baseDir, env: ctx.env }, fingerprints) });
+    }
+    const pool = new CryptoPool({ threads: argv.cryptoThreads, targetKeyId, targetVersion, keyrings, targets });
+    return { targets, transform: pool.transform, close: () => pool.close() };
+  }
   const transform: BatchTransformer = async (target, rows) =>
     transformBatch(rows, { codec: codecs.get(target.name)!, targetKeyId, targetVersion });
-  return { targets, transform };
+  return { targets, transform, close: async () => {} };
 }
 
 // Key versions start at 1: a target key not registered yet matches no row.
@@ -117,21 +136,59 @@ async function dryRun(ctx: CommandContext, session: Session, argv: RotateArgs) {
   const registered = session.registry.find((k) => k.keyId === targetKeyId);
   if (registered?.state === 'retired') throw new UsageError(`key ${targetKeyId} is retired and can no longer be used`);
   const version = registered?.version ?? UNREGISTERED_VERSION;
-  const { targets, transform } = await prepare(session, argv, targetKeyId, version);
+  const { targets, transform, close } = await prepare(ctx, session, argv, targetKeyId, version);
   const reports: DryRunTargetReport[] = [];
-  for (const t of targets) reports.push(await dryRunTarget(session.pool, t, version, argv.batchSize, transform));
+  try {
+    for (const t of targets) reports.push(await dryRunTarget(session.pool, t, version, argv.batchSize, transform));
+  } finally {
+    await close();
+  }
   const failures = reports.reduce((n, r) => n + r.failures.length, 0);
   ctx.output.result({ dryRun: true, targetKey: targetKeyId, targets: reports }, () => formatDryRun(targetKeyId, reports));
   return failures > 0 ? ExitCode.FAILURES : ExitCode.OK;
 }
 
-async function rotate(ctx: CommandContext, session: Session, argv: RotateArgs) {
+/** The rotation settings from the flags; throws a UsageError naming a bad duration. */
+function settingsFrom(argv: RotateArgs): RotationSettings {
+  return {
+    batchSize: argv.batchSize,
+    workers: argv.workers,
+    leaseMs: parseDuration(argv.lease, 'lease'),
+    lockTimeoutMs: parseDuration(argv.lockTimeout, 'lock-timeout'),
+    statementTimeoutMs: parseDuration(argv.statementTimeout, 'statement-timeout'),
+    onError: argv.onError,
+    maxDurationMs: argv.maxDuration === undefined ? undefined : parseDuration(argv.maxDuration, 'max-duration'),
+    maxRate: argv.maxRate,
+    pauseMs: argv.pauseMs,
+    maxReplicaLagMs: argv.maxReplicaLag === undefined ? undefined : parseDuration(argv.maxReplicaLag, 'max-replica-lag'),
+  };
+}
+
+async function rotate(ctx: CommandContext, session: Session, argv: RotateArgs, settings: RotationSettings) {
+  const targetKeyId = argv.to ?? session.registry.find((k) => k.isPrimary)?.keyId;
+  if (!targetKeyId) throw new UsageError('no primary key is registered — pass --to <key id> or run "pg-rekey keys promote <id>"');
+  const targetKey = requireActiveKey(session.registry, targetKeyId);
+  const { targets, transform, close } = await prepare(ctx, session, argv, targetKeyId, targetKey.version);
+  try {
+    return await rotateWith(ctx, session, argv, settings, targetKeyId, targetKey.version, targets, transform);
+  } finally {
+    await close();
+  }
+}
+
+async function rotateWith(
+  ctx: CommandContext,
+  session: Session,
+  argv: RotateArgs,
+  settings: RotationSettings,
+  targetKeyId: string,
+  targetVersion: number,
+  targets: ResolvedTarget[],
+  transform: BatchTransformer,
+) {
   const { pool, schema, registry } = session;
   const primary = registry.find((k) => k.isPrimary);
-  const targetKeyId = argv.to ?? primary?.keyId;
-  if (!targetKeyId) throw new UsageError('no primary key is registered — pass --to <key id> or run "pg-rekey keys promote <id>"');
-  const targetKey = requireActiveKey(registry, targetKeyId);
-  const { targets, transform } = await prepare(session, argv, targetKeyId, targetKey.version);
+  const targetKey = { version: targetVersion };
   const batchSize = argv.batchSize;
 
   const open = await pool.query(`SELECT 1 FROM ${quoteIdent(schema)}.runs WHERE kind = 'rotate' AND status IN ('running', 'stopped')`);
@@ -184,18 +241,7 @@ async function rotate(ctx: CommandContext, session: Session, argv: RotateArgs) {
       signal: stop.signal,
       logger: ctx.logger,
       onBatch: (p) => progress.add(p.target, p.examined),
-      settings: {
-        batchSize,
-        workers: argv.workers,
-        leaseMs: parseDuration(argv.lease, 'lease'),
-        lockTimeoutMs: parseDuration(argv.lockTimeout, 'lock-timeout'),
-        statementTimeoutMs: parseDuration(argv.statementTimeout, 'statement-timeout'),
-        onError: argv.onError,
-        maxDurationMs: argv.maxDuration === undefined ? undefined : parseDuration(argv.maxDuration, 'max-duration'),
-        maxRate: argv.maxRate,
-        pauseMs: argv.pauseMs,
-        maxReplicaLagMs: argv.maxReplicaLag === undefined ? undefined : parseDuration(argv.maxReplicaLag, 'max-replica-lag'),
-      },
+      settings,
     });
   } finally {
     progress.stop();
