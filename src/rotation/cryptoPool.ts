@@ -23,6 +23,8 @@ export interface CryptoPoolOptions {
   threads: number;
   targetKeyId: string;
   targetVersion: number;
+  /** Encrypt plaintext and ENC_V1 values too (rotate --encrypt-legacy). */
+  encryptLegacy: boolean;
   keyrings: { format: Format; keys: ResolvedKey[] }[];
   targets: readonly Pick<ResolvedTarget, 'name' | 'format'>[];
 }
@@ -62,6 +64,7 @@ export class CryptoPool {
     const workerData: CryptoWorkerData = {
       targetKeyId: options.targetKeyId,
       targetVersion: options.targetVersion,
+      encryptLegacy: options.encryptLegacy,
       keyrings: options.keyrings,
       targets: Object.fromEntries(options.targets.map((t) => [t.name, t.format])),
     };

@@ -17,6 +17,7 @@ import { transformBatch, type ReadRow, type TransformResult } from './transformB
 export interface CryptoWorkerData {
   targetKeyId: string;
   targetVersion: number;
+  encryptLegacy: boolean;
   /** Per format, its keys primary first. */
   keyrings: { format: Format; keys: ResolvedKey[] }[];
   /** Target name → format. */
@@ -53,7 +54,12 @@ async function start(): Promise<void> {
       const format = data.targets[req.target];
       const codec = format === undefined ? undefined : codecs.get(format);
       if (!codec) throw new Error(`no codec for target ${req.target}`);
-      response = { id: req.id, result: transformBatch(req.rows, { codec, targetKeyId: data.targetKeyId, targetVersion: data.targetVersion }) };
+      response = { id: req.id, result: transformBatch(req.rows, {
+          codec,
+          targetKeyId: data.targetKeyId,
+          targetVersion: data.targetVersion,
+          encryptLegacy: data.encryptLegacy,
+        }) };
     } catch (err) {
       // Only name and message: codec errors never carry key material or values.
       const e = err instanceof Error ? err : new Error(String(err));

@@ -40,6 +40,8 @@ interface RotateArgs {
   lease: string;
   reason?: string;
   emergency: boolean;
+  encryptLegacy: boolean;
+  abandonOpenRun: boolean;
 }
 
 /** `pg-rekey rotate`: re-encrypt every target value not yet under the target key. */
@@ -64,10 +66,21 @@ export function rotateCommand(wrap: Wrap): CommandModule {
         .option('statement-timeout', { type: 'string', default: '60s', describe: 'statement_timeout of each batch' })
         .option('lease', { type: 'string', default: '30s', describe: 'How long a range stays claimed without progress before another worker takes it over' })
         .option('reason', { type: 'string', describe: 'Why this rotation runs (recorded in the audit trail)' })
+        .option('encrypt-legacy', {
+          type: 'boolean',
+          default: false,
+          describe: 'Also encrypt values stored in plaintext or in the keyless ENC_V1: format (otherwise reported and left alone)',
+        })
+        .option('abandon-open-run', {
+          type: 'boolean',
+          default: false,
+          describe: 'Abort an unfinished rotation to another key or targets and start this one (emergency rollback; needs --reason)',
+        })
         .option('emergency', { type: 'boolean', default: false, describe: 'Record this as an emergency rotation (requires --reason)' })
         .check((a) => {
           if ((a['batch-size'] as number) < 1 || (a.workers as number) < 1) throw new UsageError('--batch-size and --workers must be at least 1');
           if (a.emergency && !a.reason) throw new UsageError('--emergency needs --reason "<what happened>" for the audit trail');
+          if (a['abandon-open-run'] && !a.reason) throw new UsageError('--abandon-open-run needs --reason "<why>" for the audit trail');
           return true;
         }),
     handler: wrap<RotateArgs>(async (ctx, argv) => {
@@ -119,11 +132,11 @@ async function prepare(ctx: CommandContext, session: Session, argv: RotateArgs, 
       const refs = session.config.keys;
       keyrings.push({ format, keys: await resolveKeyringSecrets(keyring, refs, { baseDir: session.config.baseDir, env: ctx.env }, fingerprints) });
     }
-    const pool = new CryptoPool({ threads: argv.cryptoThreads, targetKeyId, targetVersion, keyrings, targets });
+    const pool = new CryptoPool({ threads: argv.cryptoThreads, targetKeyId, targetVersion, encryptLegacy: argv.encryptLegacy, keyrings, targets });
     return { targets, transform: pool.transform, close: () => pool.close() };
   }
   const transform: BatchTransformer = async (target, rows) =>
-    transformBatch(rows, { codec: codecs.get(target.name)!, targetKeyId, targetVersion });
+    transformBatch(rows, { codec: codecs.get(target.name)!, targetKeyId, targetVersion, encryptLegacy: argv.encryptLegacy });
   return { targets, transform, close: async () => {} };
 }
 
@@ -211,7 +224,8 @@ async function rotateWith(
       trigger: argv.emergency ? 'emergency' : due ? 'scheduled' : 'manual',
       reason: argv.reason,
       actor: session.actor,
-      options: { batchSize, workers: argv.workers, onError: argv.onError },
+      options: { batchSize, workers: argv.workers, onError: argv.onError, encryptLegacy: argv.encryptLegacy },
+      abandonOpenRun: argv.abandonOpenRun,
     },
     targets,
   );
