@@ -22,6 +22,7 @@ import { createProgressReporter } from '../progressReporter.js';
 import { withSession, type Session } from '../session.js';
 import type { CommandContext } from '../context.js';
 import type { Wrap } from './index.js';
+import { selectTargets } from '../../config/selectTargets.js';
 
 interface RotateArgs {
   to?: string;
@@ -95,30 +96,13 @@ export function rotateCommand(wrap: Wrap): CommandModule {
   };
 }
 
-/** Picks the configured targets named by --target (table.column or schema.table.column). */
-function selectTargets(session: Session, filters: string[] | undefined) {
-  const targets = session.config.targets;
-  if (targets.length === 0) throw new UsageError('no targets configured — add one with "pg-rekey target add"');
-  if (!filters || filters.length === 0) return targets;
-  const chosen = targets
-    .map((t) => ({
-      ...t,
-      columns: t.columns.filter((c) =>
-        filters.some((f) => f === `${t.table}.${c}` || f === `${t.schema}.${t.table}.${c}` || f === t.table || f === `${t.schema}.${t.table}`),
-      ),
-    }))
-    .filter((t) => t.columns.length > 0);
-  if (chosen.length === 0) throw new UsageError(`--target ${filters.join(', ')} matches no configured target column`);
-  return chosen;
-}
-
 /** The resolved targets and the crypto step for a rotation to `targetKeyId`. */
 async function prepare(ctx: CommandContext, session: Session, argv: RotateArgs, targetKeyId: string, targetVersion: number) {
   if (!session.keys.some((k) => k.id === targetKeyId)) {
     throw new UsageError(`key ${targetKeyId} is not configured here — add it to "keys" in the config file`);
   }
   const targets: ResolvedTarget[] = [];
-  for (const t of selectTargets(session, argv.target)) targets.push(await resolveTarget(session.pool, t, { requireVersionColumns: true }));
+  for (const t of selectTargets(session.config.targets, argv.target).chosen) targets.push(await resolveTarget(session.pool, t, { requireVersionColumns: true }));
   const codecs = new Map<string, Codec>();
   for (const t of targets) {
     codecs.set(t.name, createCodecFromKeyring(t.format, await session.keyring(t.format, { primary: targetKeyId })));

@@ -10,6 +10,7 @@ import { formatTable } from '../output.js';
 import { withSession, type Session } from '../session.js';
 import type { CommandContext } from '../context.js';
 import type { Wrap } from './index.js';
+import { selectTargets } from '../../config/selectTargets.js';
 
 interface VerifyArgs {
   target?: string[];
@@ -61,24 +62,6 @@ export function verifyCommand(wrap: Wrap): CommandModule {
   };
 }
 
-/** The configured targets named by --target (table.column, schema.table.column, table or schema.table). */
-function selectTargets(session: Session, filters: string[] | undefined) {
-  const targets = session.config.targets;
-  if (targets.length === 0) throw new UsageError('no targets configured — add one with "pg-rekey target add"');
-  if (!filters || filters.length === 0) return { chosen: targets, partial: false };
-  const chosen = targets
-    .map((t) => ({
-      ...t,
-      columns: t.columns.filter((c) =>
-        filters.some((f) => f === `${t.table}.${c}` || f === `${t.schema}.${t.table}.${c}` || f === t.table || f === `${t.schema}.${t.table}`),
-      ),
-    }))
-    .filter((t) => t.columns.length > 0);
-  if (chosen.length === 0) throw new UsageError(`--target ${filters.join(', ')} matches no configured target column`);
-  const all = targets.reduce((n, t) => n + t.columns.length, 0);
-  return { chosen, partial: chosen.reduce((n, t) => n + t.columns.length, 0) < all };
-}
-
 async function verify(ctx: CommandContext, session: Session, argv: VerifyArgs): Promise<0 | 1> {
   const without = [...new Set(argv.without ?? [])];
   for (const id of without) {
@@ -86,7 +69,7 @@ async function verify(ctx: CommandContext, session: Session, argv: VerifyArgs): 
       throw new UsageError(`--without ${id}: no such key is configured or registered`);
     }
   }
-  const { chosen, partial } = selectTargets(session, argv.target);
+  const { chosen, partial } = selectTargets(session.config.targets, argv.target);
   const targets: ResolvedTarget[] = [];
   const codecs = new Map<string, Codec>();
   for (const t of chosen) {

@@ -1,0 +1,25 @@
+import { UsageError } from '../errors.js';
+import type { TargetConfig } from './loadConfig.js';
+
+/** The configured targets a command works on, and whether that is fewer columns than configured. */
+export interface SelectedTargets {
+  chosen: TargetConfig[];
+  partial: boolean;
+}
+
+/**
+ * Picks the configured target columns named by --target filters (`table.column`,
+ * `schema.table.column`, `table` or `schema.table`); no filter means all of them.
+ */
+export function selectTargets(targets: readonly TargetConfig[], filters: readonly string[] | undefined): SelectedTargets {
+  if (targets.length === 0) throw new UsageError('no targets configured — add one with "pg-rekey target add"');
+  if (!filters || filters.length === 0) return { chosen: [...targets], partial: false };
+  const matches = (t: TargetConfig, c: string) =>
+    filters.some((f) => f === `${t.table}.${c}` || f === `${t.schema}.${t.table}.${c}` || f === t.table || f === `${t.schema}.${t.table}`);
+  const chosen = targets
+    .map((t) => ({ ...t, columns: t.columns.filter((c) => matches(t, c)) }))
+    .filter((t) => t.columns.length > 0);
+  if (chosen.length === 0) throw new UsageError(`--target ${filters.join(', ')} matches no configured target column`);
+  const count = (list: readonly TargetConfig[]) => list.reduce((n, t) => n + t.columns.length, 0);
+  return { chosen, partial: count(chosen) < count(targets) };
+}
