@@ -105,6 +105,15 @@ export function lockOpenRunSql(schema: string, runId: number): Sql {
   return sql(`SELECT 1 FROM ${quoteIdent(schema)}.runs WHERE id = $1 AND status = 'running' FOR SHARE`, [runId]);
 }
 
+/** Counts rows a worker gave up re-examining (they keep losing to the application); the next run takes them. */
+export function addConflictsSql(schema: string, range: { id: number; leaseToken: string }, rows: number): Sql {
+  return sql(
+    `UPDATE ${quoteIdent(schema)}.ranges SET rows_conflicted = rows_conflicted + $3, updated_at = now()
+      WHERE id = $1 AND lease_token = $2::uuid`,
+    [range.id, range.leaseToken, rows],
+  );
+}
+
 /** Gives a range back at a clean boundary (stop requested) so the next worker need not wait for expiry. */
 export function releaseRangeSql(schema: string, range: { id: number; leaseToken: string }): Sql {
   return sql(

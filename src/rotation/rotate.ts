@@ -97,7 +97,10 @@ export async function runRotation(input: RunRotationInput): Promise<RotationOutc
   const { pool, schema, runId, settings } = input;
   const deadline = settings.maxDurationMs === undefined ? Infinity : started + settings.maxDurationMs;
   let aborted = false;
-  const shouldStop = () => aborted || input.signal?.aborted === true || Date.now() >= deadline;
+  // The first unexpected error of any worker stops the others at their next
+  // batch boundary (handing their ranges back) before it is rethrown.
+  let failure: { error: unknown } | undefined;
+  const shouldStop = () => aborted || failure !== undefined || input.signal?.aborted === true || Date.now() >= deadline;
   const retry = {
     ...DEFAULT_RETRY,
     onRetry: (err: unknown, attempt: number) =>
@@ -154,7 +157,14 @@ export async function runRotation(input: RunRotationInput): Promise<RotationOutc
       if (outcome === 'aborted') aborted = true;
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, settings.workers) }, worker));
+  await Promise.all(
+    Array.from({ length: Math.max(1, settings.workers) }, () =>
+      worker().catch((error: unknown) => {
+        failure ??= { error };
+      }),
+    ),
+  );
+  if (failure) throw failure.error;
 
   const ranges = (await pool.query<RangeRow>(selectRangesSql(schema, runId))).rows;
   const summary = summariseRanges(ranges);

@@ -11,7 +11,7 @@ import { withTransaction } from '../db/withTransaction.js';
 import { LeaseLostError, RunConflictError } from '../errors.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
 import { casUpdateSql, selectBatchSql, selectRowsByKeySql, type RowKey } from './batchSql.js';
-import { advanceCheckpointSql, insertFailuresSql, lockOpenRunSql, releaseRangeSql, type BatchCounts, type ClaimedRange } from './rangesSql.js';
+import { addConflictsSql, advanceCheckpointSql, insertFailuresSql, lockOpenRunSql, releaseRangeSql, type BatchCounts, type ClaimedRange } from './rangesSql.js';
 import { withRetry, type RetryPolicy } from './retry.js';
 import type { Throttle } from './throttle.js';
 import type { ReadRow, TransformResult } from './transformBatch.js';
@@ -116,7 +116,12 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
       attempts.set(id, n);
       return n <= MAX_REEXAMINE;
     });
-    counts.batch.conflicted = counts.lost.length - pending.length;
+    const givenUp = counts.lost.length - pending.length;
+    if (givenUp > 0) {
+      // Recorded apart from the batch: which rows are given up is known only after it committed.
+      await withRetry(() => env.pool.query(addConflictsSql(env.schema, range, givenUp)), env.retry);
+      counts.batch.conflicted = givenUp;
+    }
     if (checkpoint) after = checkpoint;
     env.onBatch({ ...counts.batch, target: target.name, rangeId: range.id });
     await env.throttle.afterBatch(rows.length);
