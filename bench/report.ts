@@ -4,6 +4,7 @@
  */
 import type { Timing } from './baselines.js';
 import type { RotateTiming } from './rotateRun.js';
+import type { VerifyAtSize } from './verifyRun.js';
 
 /** Everything one benchmark run measured. */
 export interface BenchReport {
@@ -11,12 +12,16 @@ export interface BenchReport {
   rows: number;
   machine: { cpus: number; cpuModel: string; memoryMiB: number; node: string };
   server: string;
+  /** `verify` when only the verify measurements ran (then crypto, single and rotate are absent). */
+  only: 'verify' | undefined;
   rotateArgs: string[];
   manual: Timing | undefined;
-  crypto: Timing;
-  single: Timing;
-  rotate: RotateTiming;
+  crypto: Timing | undefined;
+  single: Timing | undefined;
+  rotate: RotateTiming | undefined;
   rotate5: RotateTiming | undefined;
+  /** pg-rekey verify on each rotated table (N, 5N, then the --verify-rows sizes), with that table's rotate. */
+  verify: VerifyAtSize[];
 }
 
 /** Rows per second of a timing. */
@@ -31,32 +36,87 @@ function table(header: string[], rows: string[][]): string {
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
-/** The human-readable table and the target checks. */
-export function formatReport(r: BenchReport): string {
-  const rot = { rows: r.rotate.rows, ms: r.rotate.wallMs };
-  const rotInner = { rows: r.rotate.rows, ms: r.rotate.rotationMs };
+const check = (ok: boolean | undefined) => (ok === undefined ? 'not measured' : ok ? 'met' : 'NOT met');
+
+/** The rotate measurements (a)–(e) and their targets (issue 4). */
+function rotateSection(r: BenchReport, rotate: RotateTiming, crypto: Timing, single: Timing): string[] {
+  const rot = { rows: rotate.rows, ms: rotate.wallMs };
+  const rotInner = { rows: rotate.rows, ms: rotate.rotationMs };
   const rows: string[][] = [];
   const add = (label: string, t: { rows: number; ms: number } | undefined, rss = '') =>
     rows.push(t ? [label, fmt(t.rows), (t.ms / 1000).toFixed(1), fmt(rate(t)), rss] : [label, '-', '-', 'skipped', rss]);
   add('(a) manual loop: OFFSET pages of 1,000, per-row UPDATE', r.manual);
-  add('(b) crypto only, one core (no database)', r.crypto);
-  add('(c) single-statement UPDATE of both columns', r.single);
-  add('(d) pg-rekey rotate (whole CLI process)', rot, mib(r.rotate.peakRssKiB));
+  add('(b) crypto only, one core (no database)', crypto);
+  add('(c) single-statement UPDATE of both columns', single);
+  add('(d) pg-rekey rotate (whole CLI process)', rot, mib(rotate.peakRssKiB));
   add('    of which the rotation itself', rotInner);
   if (r.rotate5) add('(e) pg-rekey rotate at 5N (whole CLI process)', { rows: r.rotate5.rows, ms: r.rotate5.wallMs }, mib(r.rotate5.peakRssKiB));
-  const vsCrypto = rate(rot) / rate(r.crypto);
+  const vsCrypto = rate(rot) / rate(crypto);
   const vsManual = r.manual ? rate(rot) / rate(r.manual) : undefined;
-  const rss =
-    r.rotate5?.peakRssKiB && r.rotate.peakRssKiB ? r.rotate5.peakRssKiB / r.rotate.peakRssKiB : undefined;
-  const check = (ok: boolean | undefined) => (ok === undefined ? 'not measured' : ok ? 'met' : 'NOT met');
+  const rss = r.rotate5?.peakRssKiB && rotate.peakRssKiB ? r.rotate5.peakRssKiB / rotate.peakRssKiB : undefined;
   return [
-    `pg-rekey benchmark: ${fmt(r.rows)} rows, ${r.machine.cpus} × ${r.machine.cpuModel}, Node ${r.machine.node}, ${r.server} PostgreSQL`,
-    r.rotateArgs.length > 0 ? `rotate args: ${r.rotateArgs.join(' ')}` : 'rotate: defaults',
-    '',
     table(['measurement', 'rows', 'seconds', 'rows/s', 'peak RSS'], rows),
     '',
     `pg-rekey / crypto-only (one core): ${vsCrypto.toFixed(2)}×  (target ≥ 0.9×: ${check(vsCrypto >= 0.9)}; stretch ≥ 1.3×: ${check(vsCrypto >= 1.3)})`,
     `pg-rekey / manual loop:            ${vsManual === undefined ? 'n/a' : `${vsManual.toFixed(2)}×`}  (target ≥ 3×: ${check(vsManual === undefined ? undefined : vsManual >= 3)})`,
     `peak RSS 5N / N:                   ${rss === undefined ? 'n/a' : `${rss.toFixed(2)}`}  (target ≤ 1.2: ${check(rss === undefined ? undefined : rss <= 1.2)})`,
+  ];
+}
+
+/** (f) verify on each rotated table, against that table's rotate (issue 5: at least as fast; memory flat). */
+function verifySection(v: VerifyAtSize[]): string[] {
+  if (v.length === 0) return [];
+  const rows = v.map((x) => {
+    const ver = { rows: x.rows, ms: x.verify.wallMs };
+    const rot = { rows: x.rows, ms: x.rotate.wallMs };
+    return [
+      `(f) ${x.label}`,
+      fmt(x.rows),
+      (x.verify.wallMs / 1000).toFixed(1),
+      fmt(rate(ver)),
+      fmt(rate({ rows: x.rows, ms: x.verify.verifyMs })),
+      fmt(rate(rot)),
+      `${(rate(ver) / rate(rot)).toFixed(2)}×`,
+      mib(x.verify.peakRssKiB),
+      mib(x.rotate.peakRssKiB),
+    ];
+  });
+  const slowest = Math.min(...v.map((x) => x.rotate.wallMs / x.verify.wallMs));
+  // Memory: over the --verify-rows sizes when there are two or more, else over all tables.
+  const sized = v.filter((x) => x.sized && x.verify.peakRssKiB !== null);
+  const pool = (sized.length >= 2 ? sized : v.filter((x) => x.verify.peakRssKiB !== null)).sort((a, b) => a.rows - b.rows);
+  const smallest = pool[0];
+  const largest = pool[pool.length - 1];
+  const flat = smallest && largest && smallest.rows < largest.rows ? largest.verify.peakRssKiB! / smallest.verify.peakRssKiB! : undefined;
+  // Growth between the two largest tables: what memory would still grow per row, past start-up.
+  const [big1, big2] = [pool[pool.length - 2], pool[pool.length - 1]];
+  const perRow =
+    big1 && big2 && big1.rows < big2.rows ? ((big2.verify.peakRssKiB! - big1.verify.peakRssKiB!) / 1024 / (big2.rows - big1.rows)) * 100_000 : undefined;
+  const lines = [
+    `verify / rotate, slowest table:    ${slowest.toFixed(2)}×  (target ≥ 1×: ${check(slowest >= 1)})`,
+    flat === undefined
+      ? 'verify peak RSS largest / smallest: n/a'
+      : `verify peak RSS ${fmt(largest!.rows)} / ${fmt(smallest!.rows)} rows: ${flat.toFixed(2)}  (target ≤ 1.2: ${check(flat <= 1.2)})`,
+  ];
+  if (perRow !== undefined && pool.length > 2) {
+    lines.push(`verify peak RSS growth ${fmt(big1!.rows)} → ${fmt(big2!.rows)} rows: ${perRow.toFixed(2)} MiB per 100,000 rows`);
+  }
+  return [
+    '',
+    'pg-rekey verify on the rotated table (whole CLI process), against the rotate of that same table:',
+    table(['measurement', 'rows', 'seconds', 'verify rows/s', 'scan only', 'rotate rows/s', 'verify/rotate', 'verify RSS', 'rotate RSS'], rows),
+    '',
+    ...lines,
+  ];
+}
+
+/** The human-readable table and the target checks. */
+export function formatReport(r: BenchReport): string {
+  const main = r.rotate && r.crypto && r.single ? rotateSection(r, r.rotate, r.crypto, r.single) : [];
+  return [
+    `pg-rekey benchmark: ${r.only === 'verify' ? 'verify only' : `${fmt(r.rows)} rows`}, ${r.machine.cpus} × ${r.machine.cpuModel}, Node ${r.machine.node}, ${r.server} PostgreSQL`,
+    r.rotateArgs.length > 0 ? `rotate args: ${r.rotateArgs.join(' ')}` : 'rotate: defaults; verify: defaults',
+    ...(main.length > 0 ? ['', ...main] : []),
+    ...verifySection(r.verify),
   ].join('\n');
 }

@@ -1,5 +1,5 @@
 /**
- * Measurement (d)/(e): `pg-rekey rotate` with its defaults, run as the real CLI
+ * Measurement (d)/(e), and the rotation before each verify (f): `pg-rekey rotate` with its defaults, run as the real CLI
  * on a fresh copy of a database prepared the way a DBA prepares it (migrate up,
  * target add, migrate up), then checked: every value decrypts with the new key.
  */
@@ -41,7 +41,11 @@ export interface RotateTiming {
   rotationMs: number;
 }
 
-/** Rotates a fresh copy of `ready` with `pg-rekey rotate --json …extraArgs`, then checks every row. */
+/**
+ * Rotates a fresh copy of `ready` with `pg-rekey rotate --json …extraArgs`, then
+ * checks every row; `after` (e.g. a verify measurement) runs on the rotated copy
+ * before it is dropped.
+ */
 export async function measureRotate(
   adminUrl: string,
   ready: ReadyTemplate,
@@ -49,6 +53,7 @@ export async function measureRotate(
   rows: number,
   extraArgs: readonly string[],
   profileDir: string | undefined,
+  after?: (url: string) => Promise<void>,
 ): Promise<RotateTiming> {
   const url = await createDatabase(adminUrl, name, ready.name);
   try {
@@ -58,6 +63,7 @@ export async function measureRotate(
     if (run.code !== 0) throw new Error(`pg-rekey rotate exited ${run.code}\n${run.stdout}\n${run.stderr.slice(-4000)}`);
     const outcome = JSON.parse(run.stdout) as { status: string; examined: number; changedHere: number; durationMs: number };
     await assertAllUnderNewKey(url, rows);
+    if (after) await after(url);
     return {
       rows,
       wallMs: run.wallMs,
