@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { generateKey } from '../src/index.js';
-import { startDemoServer, type DemoServer } from './demoServer.js';
+import { startEmbeddedPostgres, type EmbeddedServer } from '../support/embeddedPostgres.js';
 import { CLI_PATH, currentChild, runStep, type StepResult } from './runStep.js';
 import { readSamples, seedPeople } from './seedPeople.js';
 
@@ -29,7 +29,7 @@ const NEW_ENV = 'SECRET_KEY_2026Q1';
 class StepFailed extends Error {}
 
 let root: string | undefined;
-let server: DemoServer | undefined;
+let server: EmbeddedServer | undefined;
 let stepNo = 0;
 let cleaning: Promise<void> | undefined;
 
@@ -78,7 +78,7 @@ async function main(): Promise<void> {
   root = await mkdtemp(path.join(tmpdir(), 'pg-rekey-demo-'));
   // As root, PostgreSQL runs as a `postgres` user, which must traverse this directory.
   await chmod(root, 0o755);
-  server = await startDemoServer(root);
+  server = await startEmbeddedPostgres({ dataDir: path.join(root, 'pgdata'), password: 'pgrekey-demo' });
   say(`embedded PostgreSQL on 127.0.0.1:${server.port}, data in ${root}`);
   const admin = new pg.Client({ connectionString: server.adminUrl });
   await admin.connect();

