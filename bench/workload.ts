@@ -9,26 +9,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { createCodec } from '../src/crypto/createCodec.js';
-import type { Codec } from '../src/crypto/codec.js';
 import { quoteIdent } from '../src/db/quote.js';
+import { NEW_SECRET, OLD_SECRET, seedPeople as seedReferencePeople } from '../support/referenceWorkload.js';
 
-/** The application's old SECRET_KEY (what the data is encrypted under). */
-export const OLD_SECRET = 'django-insecure-7^x#r0tation-old-key-0001!vbn@q';
-/** The new SECRET_KEY the rotation moves to. */
-export const NEW_SECRET = 'django-insecure-n3w-r0tation-key-0002!zzq@p#1x';
-
-/** A codec with the new key primary and the old one decrypt-only (dual-key deployment). */
-export function dualKeyCodec(): Promise<Codec> {
-  return createCodec({
-    format: 'django-fernet-v1',
-    keys: [
-      { id: 'new', secret: 'env:NEW' },
-      { id: 'old', secret: 'env:OLD' },
-    ],
-    env: { NEW: NEW_SECRET, OLD: OLD_SECRET },
-  });
-}
+export { NEW_SECRET, OLD_SECRET, dualKeyCodec } from '../support/referenceWorkload.js';
 
 /** The URL of database `name` on the server of `adminUrl`. */
 export function databaseUrl(adminUrl: string, name: string): string {
@@ -65,44 +49,9 @@ export async function dropDatabase(adminUrl: string, name: string): Promise<void
   await withDb(adminUrl, (pool) => pool.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`));
 }
 
-const SEED_CHUNK = 5000;
-
-/**
- * Creates `people` with `rows` rows under the old key. Rows beyond `unique`
- * reuse the ciphertexts of row `id mod unique` (valid values under the old key,
- * same cost to rotate), so a 5N table costs no more crypto to seed than N.
- */
+/** Creates the reference `people` table in the database at `url` (see support/referenceWorkload.ts). */
 export async function seedPeople(url: string, rows: number, unique = rows): Promise<void> {
-  const codec = await dualKeyCodec();
-  await withDb(url, async (pool) => {
-    await pool.query('CREATE TABLE people (id bigint PRIMARY KEY, name text NOT NULL, email text, mobno text)');
-    for (let start = 1; start <= Math.min(rows, unique); start += SEED_CHUNK) {
-      const ids: number[] = [];
-      const emails: string[] = [];
-      const mobnos: (string | null)[] = [];
-      for (let id = start; id < Math.min(start + SEED_CHUNK, Math.min(rows, unique) + 1); id++) {
-        ids.push(id);
-        emails.push(codec.encrypt(`user${id}@example.com`, { keyId: 'old' }));
-        mobnos.push(id % 7 === 0 ? null : codec.encrypt(`+1555${String(id).padStart(7, '0')}`, { keyId: 'old' }));
-      }
-      await pool.query(
-        `INSERT INTO people (id, name, email, mobno)
-         SELECT id, 'name ' || id, e, m FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, e, m)`,
-        [ids, emails, mobnos],
-      );
-    }
-    if (rows > unique) {
-      await pool.query(
-        `INSERT INTO people (id, name, email, mobno)
-         SELECT g, 'name ' || g, p.email, CASE WHEN g % 7 = 0 THEN NULL ELSE coalesce(p.mobno, p2.mobno) END
-           FROM generate_series($1::bigint, $2::bigint) AS g
-           JOIN people p ON p.id = (g - 1) % $3 + 1
-           JOIN people p2 ON p2.id = 1`,
-        [unique + 1, rows, unique],
-      );
-    }
-    await pool.query('VACUUM ANALYZE people');
-  });
+  await withDb(url, (pool) => seedReferencePeople(pool, rows, { unique }));
 }
 
 /** A temp directory with a pg-rekey config (new key primary, old key decrypt-only) and the CLI's env. */

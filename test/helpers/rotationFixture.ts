@@ -9,51 +9,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type pg from 'pg';
 import { expect } from 'vitest';
-import { createCodec } from '../../src/crypto/createCodec.js';
-import type { Codec } from '../../src/crypto/codec.js';
+import { dualKeyCodec, NEW_SECRET, OLD_SECRET, plaintextsOf, seedPeople } from '../../support/referenceWorkload.js';
 import { runCli, type CliResult } from './cli.js';
 
-export const OLD_SECRET = 'django-insecure-7^x#r0tation-old-key-0001!vbn@q';
-export const NEW_SECRET = 'django-insecure-n3w-r0tation-key-0002!zzq@p#1x';
-
-/** The plaintexts row `id` holds (deterministic, so tests can check every row). */
-export function plaintextsOf(id: number): { email: string; mobno: string | null } {
-  return { email: `user${id}@example.com`, mobno: id % 7 === 0 ? null : `+1555${String(id).padStart(7, '0')}` };
-}
+export { NEW_SECRET, OLD_SECRET, plaintextsOf, seedPeople } from '../../support/referenceWorkload.js';
 
 /** A codec with both keys (new primary): what the application would run in dual-key mode. */
-export function bothKeysCodec(): Promise<Codec> {
-  return createCodec({
-    format: 'django-fernet-v1',
-    keys: [
-      { id: 'new', secret: 'env:NEW' },
-      { id: 'old', secret: 'env:OLD' },
-    ],
-    env: { NEW: NEW_SECRET, OLD: OLD_SECRET },
-  });
-}
-
-/** Creates `people` and fills it with `rows` rows encrypted under the old key. */
-export async function seedPeople(pool: pg.Pool, rows: number, table = 'people'): Promise<void> {
-  const codec = await bothKeysCodec();
-  await pool.query(`CREATE TABLE ${table} (id bigint PRIMARY KEY, name text NOT NULL, email text, mobno text)`);
-  for (let start = 1; start <= rows; start += 5000) {
-    const ids: number[] = [];
-    const emails: (string | null)[] = [];
-    const mobnos: (string | null)[] = [];
-    for (let id = start; id < Math.min(start + 5000, rows + 1); id++) {
-      const p = plaintextsOf(id);
-      ids.push(id);
-      emails.push(codec.encrypt(p.email, { keyId: 'old' }));
-      mobnos.push(p.mobno === null ? null : codec.encrypt(p.mobno, { keyId: 'old' }));
-    }
-    await pool.query(
-      `INSERT INTO ${table} (id, name, email, mobno) SELECT id, 'name ' || id, e, m FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, e, m)`,
-      [ids, emails, mobnos],
-    );
-  }
-  await pool.query(`ANALYZE ${table}`);
-}
+export const bothKeysCodec = dualKeyCodec;
 
 /** A working directory with a config file; `run` invokes the CLI there with the database and secrets. */
 export interface RotationWorkspace {
