@@ -43,6 +43,12 @@ export interface Session {
    * configured, else config order. Secrets stay in this process.
    */
   keyring(format: Format, options?: { primary?: string }): Promise<Keyring>;
+  /**
+   * The resolved secrets behind `keyring(format, options)`, in the same order,
+   * for the rotator's crypto threads (they build their own codecs in-process).
+   * The secrets were fingerprint-checked against the registry at start-up.
+   */
+  keyringSecrets(format: Format, options?: { primary?: string }): Promise<readonly ResolvedKey[]>;
   /** Re-reads the registry (after a lifecycle change) and returns it. */
   refreshRegistry(): Promise<readonly RegisteredKey[]>;
 }
@@ -128,6 +134,16 @@ export async function withSession<T>(
       registry = await registerConfiguredKeys(pool, config.schema, identities, actor, register === 'all' ? undefined : register);
     }
     const keyrings = new Map<string, Promise<Keyring>>();
+    /** Configured, not retired keys, primary first: `primary` if given, else the registry's, else config order. */
+    const orderedKeys = (wantedPrimary: string | undefined): ResolvedKey[] => {
+      const usable = resolved.filter((k) => registry.find((r) => r.keyId === k.id)?.state !== 'retired');
+      const primary = wantedPrimary ?? registry.find((r) => r.isPrimary && usable.some((k) => k.id === r.keyId))?.keyId;
+      const ordered = primary ? [...usable.filter((k) => k.id === primary), ...usable.filter((k) => k.id !== primary)] : usable;
+      if (wantedPrimary && ordered[0]?.id !== wantedPrimary) {
+        throw new UsageError(`key ${wantedPrimary} is not configured or is retired`);
+      }
+      return ordered;
+    };
     const session: Session = {
       config,
       pool,
@@ -140,15 +156,7 @@ export async function withSession<T>(
         return identities.map((k) => ({ ...k, registered: registry.find((r) => r.keyId === k.id) ?? null }));
       },
       keyring(format, keyringOptions = {}) {
-        const usable = resolved.filter((k) => registry.find((r) => r.keyId === k.id)?.state !== 'retired');
-        const primary =
-          keyringOptions.primary ?? registry.find((r) => r.isPrimary && usable.some((k) => k.id === r.keyId))?.keyId;
-        const ordered = primary
-          ? [...usable.filter((k) => k.id === primary), ...usable.filter((k) => k.id !== primary)]
-          : usable;
-        if (keyringOptions.primary && ordered[0]?.id !== keyringOptions.primary) {
-          throw new UsageError(`key ${keyringOptions.primary} is not configured or is retired`);
-        }
+        const ordered = orderedKeys(keyringOptions.primary);
         const cacheKey = `${format}\0${ordered.map((k) => k.id).join('\0')}`;
         let keyring = keyrings.get(cacheKey);
         if (!keyring) {
@@ -161,6 +169,11 @@ export async function withSession<T>(
           keyrings.set(cacheKey, keyring);
         }
         return keyring;
+      },
+      async keyringSecrets(format, keyringOptions = {}) {
+        // Building the keyring first validates every secret for the format.
+        await session.keyring(format, keyringOptions);
+        return orderedKeys(keyringOptions.primary);
       },
       async refreshRegistry() {
         registry = await listRegisteredKeys(pool, config.schema);

@@ -13,7 +13,6 @@ import { selectRangesSql } from '../../rotation/rangesSql.js';
 import { runRotation, type RotationOutcome, type RotationSettings } from '../../rotation/rotate.js';
 import { transformBatch } from '../../rotation/transformBatch.js';
 import { CryptoPool, defaultCryptoThreads } from '../../rotation/cryptoPool.js';
-import { resolveKeyringSecrets } from '../../rotation/keyringSecrets.js';
 import type { BatchTransformer } from '../../rotation/rotateRange.js';
 import { ExitCode } from '../exitCodes.js';
 import { formatTable } from '../output.js';
@@ -97,27 +96,24 @@ export function rotateCommand(wrap: Wrap): CommandModule {
 }
 
 /** The resolved targets and the crypto step for a rotation to `targetKeyId`. */
-async function prepare(ctx: CommandContext, session: Session, argv: RotateArgs, targetKeyId: string, targetVersion: number) {
+async function prepare(session: Session, argv: RotateArgs, targetKeyId: string, targetVersion: number) {
   if (!session.keys.some((k) => k.id === targetKeyId)) {
     throw new UsageError(`key ${targetKeyId} is not configured here — add it to "keys" in the config file`);
   }
   const targets: ResolvedTarget[] = [];
   for (const t of selectTargets(session.config.targets, argv.target).chosen) targets.push(await resolveTarget(session.pool, t, { requireVersionColumns: true }));
-  const codecs = new Map<string, Codec>();
-  for (const t of targets) {
-    codecs.set(t.name, createCodecFromKeyring(t.format, await session.keyring(t.format, { primary: targetKeyId })));
-  }
   if (argv.cryptoThreads > 0) {
     // Crypto on worker threads, so reads, writes and crypto overlap on every core (see cryptoPool).
-    const fingerprints = new Map(session.keys.map((k) => [k.id, k.fingerprint]));
     const keyrings = [];
     for (const format of new Set(targets.map((t) => t.format))) {
-      const keyring = await session.keyring(format, { primary: targetKeyId });
-      const refs = session.config.keys;
-      keyrings.push({ format, keys: await resolveKeyringSecrets(keyring, refs, { baseDir: session.config.baseDir, env: ctx.env }, fingerprints) });
+      keyrings.push({ format, keys: [...(await session.keyringSecrets(format, { primary: targetKeyId }))] });
     }
     const pool = new CryptoPool({ threads: argv.cryptoThreads, targetKeyId, targetVersion, encryptLegacy: argv.encryptLegacy, keyrings, targets });
     return { targets, transform: pool.transform, close: () => pool.close() };
+  }
+  const codecs = new Map<string, Codec>();
+  for (const t of targets) {
+    codecs.set(t.name, createCodecFromKeyring(t.format, await session.keyring(t.format, { primary: targetKeyId })));
   }
   const transform: BatchTransformer = async (target, rows) =>
     transformBatch(rows, { codec: codecs.get(target.name)!, targetKeyId, targetVersion, encryptLegacy: argv.encryptLegacy });
@@ -133,7 +129,7 @@ async function dryRun(ctx: CommandContext, session: Session, argv: RotateArgs) {
   const registered = session.registry.find((k) => k.keyId === targetKeyId);
   if (registered?.state === 'retired') throw new UsageError(`key ${targetKeyId} is retired and can no longer be used`);
   const version = registered?.version ?? UNREGISTERED_VERSION;
-  const { targets, transform, close } = await prepare(ctx, session, argv, targetKeyId, version);
+  const { targets, transform, close } = await prepare(session, argv, targetKeyId, version);
   const reports: DryRunTargetReport[] = [];
   try {
     for (const t of targets) reports.push(await dryRunTarget(session.pool, t, version, argv.batchSize, transform));
@@ -164,10 +160,10 @@ function settingsFrom(argv: RotateArgs): RotationSettings {
 async function rotate(ctx: CommandContext, session: Session, argv: RotateArgs, settings: RotationSettings) {
   const targetKeyId = argv.to ?? session.registry.find((k) => k.isPrimary)?.keyId;
   if (!targetKeyId) throw new UsageError('no primary key is registered — pass --to <key id> or run "pg-rekey keys promote <id>"');
-  const targetKey = requireActiveKey(session.registry, targetKeyId);
-  const { targets, transform, close } = await prepare(ctx, session, argv, targetKeyId, targetKey.version);
+  const targetVersion = requireActiveKey(session.registry, targetKeyId).version;
+  const { targets, transform, close } = await prepare(session, argv, targetKeyId, targetVersion);
   try {
-    return await rotateWith(ctx, session, argv, settings, targetKeyId, targetKey.version, targets, transform);
+    return await rotateWith(ctx, session, argv, settings, targetKeyId, targetVersion, targets, transform);
   } finally {
     await close();
   }
@@ -185,13 +181,12 @@ async function rotateWith(
 ) {
   const { pool, schema, registry } = session;
   const primary = registry.find((k) => k.isPrimary);
-  const targetKey = { version: targetVersion };
   const batchSize = argv.batchSize;
 
   const open = await pool.query(`SELECT 1 FROM ${quoteIdent(schema)}.runs WHERE kind = 'rotate' AND status IN ('running', 'stopped')`);
   if (open.rowCount === 0) {
     let hasWork = false;
-    for (const t of targets) hasWork ||= (await pool.query<{ hasWork: boolean }>(selectAnyWorkSql(t, targetKey.version))).rows[0]!.hasWork;
+    for (const t of targets) hasWork ||= (await pool.query<{ hasWork: boolean }>(selectAnyWorkSql(t, targetVersion))).rows[0]!.hasWork;
     if (!hasWork) {
       ctx.output.result({ status: 'nothing-to-do', targetKey: targetKeyId }, () => `Nothing to rotate: every value is already under key ${targetKeyId}.`);
       return ExitCode.OK;
@@ -232,7 +227,7 @@ async function rotateWith(
       pool,
       schema,
       runId: run.id,
-      targetVersion: targetKey.version,
+      targetVersion: targetVersion,
       targets,
       transform,
       owner: `${hostname()}:${process.pid}`,
