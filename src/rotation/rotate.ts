@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { quoteIdent } from '../db/quote.js';
 import { LeaseLostError } from '../errors.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
-import { abortRunSql, claimRangeSql, finishRunSql, selectRangesSql, selectRunProgressSql, type ClaimedRange } from './rangesSql.js';
+import { abortRunSql, claimRangeSql, finishRunSql, selectRangesSql, selectRunProgressSql, type BatchCounts, type ClaimedRange } from './rangesSql.js';
 import { DEFAULT_RETRY, withRetry } from './retry.js';
 import { rotateRange, type BatchProgress, type BatchTransformer } from './rotateRange.js';
 import { Throttle, type ThrottleOptions } from './throttle.js';
@@ -62,15 +62,8 @@ export interface RotationOutcome {
   durationMs: number;
 }
 
-interface RangeRow {
-  target: string;
-  examined: number;
-  changed: number;
-  skipped: number;
-  failed: number;
-  conflicted: number;
-  bySource: Record<string, Record<string, number>>;
-}
+/** A range's counters as selectRangesSql returns them. */
+type RangeRow = BatchCounts & { target: string };
 
 /** Sums per-range counters into run totals and a per-target, per-column, per-source breakdown. */
 export function summariseRanges(ranges: readonly RangeRow[]) {

@@ -47,15 +47,8 @@ export interface RunStatus {
   workers: { owner: string; leaseExpiresAt: Date }[];
 }
 
-interface RunRow {
-  id: number;
-  status: string;
-  targetKey: string | null;
-  trigger: string;
-  reason: string | null;
-  startedAt: Date;
-  finishedAt: Date | null;
-}
+/** The run row as selected (its id, before the targets and workers are gathered). */
+type RunRow = Omit<RunStatus, 'runId' | 'targets' | 'workers'> & { id: number };
 
 /** Reads a rotation run's progress: the given run, or the latest rotation. Null when there is none. */
 export async function readRunStatus(db: Queryable, schema: string, runId?: number): Promise<RunStatus | null> {

@@ -34,28 +34,8 @@ export interface HistoryQuery {
   limit?: number | undefined;
 }
 
-interface HistoryRow {
-  id: number;
-  chainSeq: number | null;
-  kind: HistoryEntry['kind'];
-  trigger: HistoryEntry['trigger'];
-  reason: string | null;
-  sourceKeys: string[];
-  targetKey: string | null;
-  targets: string[];
-  options: Record<string, unknown>;
-  startedAt: Date;
-  finishedAt: Date | null;
-  durationMs: number;
-  status: HistoryEntry['status'];
-  rowsExamined: number;
-  rowsChanged: number;
-  rowsSkipped: number;
-  rowsFailed: number;
-  dbUser: string;
-  osUser: string | null;
-  host: string | null;
-}
+/** A row as selected: the entry with its actor still in three columns. */
+type HistoryRow = Omit<HistoryEntry, 'actor'> & { dbUser: string; osUser: string | null; host: string | null };
 
 // Newest first so LIMIT keeps the latest runs; the caller reverses to read
 // chronologically, like the procedure's table. Counters as float8 because
