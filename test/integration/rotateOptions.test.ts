@@ -24,6 +24,9 @@ describe('rotate options', () => {
     const duration = await ws.run(['rotate', '--max-duration', 'soon']);
     expectExit(duration, 2);
     expect(duration.stderr).toMatch(/--max-duration soon: expected a duration/);
+    const slow = await ws.run(['rotate', '--max-rate', '10', '--batch-size', '1000']);
+    expectExit(slow, 2);
+    expect(slow.stderr).toMatch(/more than half of --lease/);
     const target = await ws.run(['rotate', '--target', 'people.nope']);
     expectExit(target, 2);
     const runs = await db.current.pool.query(`SELECT count(*)::int AS n FROM pgrekey.runs WHERE kind = 'rotate'`);

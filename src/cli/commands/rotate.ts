@@ -143,7 +143,7 @@ async function dryRun(ctx: CommandContext, session: Session, argv: RotateArgs) {
 
 /** The rotation settings from the flags; throws a UsageError naming a bad duration. */
 function settingsFrom(argv: RotateArgs): RotationSettings {
-  return {
+  const settings: RotationSettings = {
     batchSize: argv.batchSize,
     workers: argv.workers,
     leaseMs: parseDuration(argv.lease, 'lease'),
@@ -155,6 +155,16 @@ function settingsFrom(argv: RotateArgs): RotationSettings {
     pauseMs: argv.pauseMs,
     maxReplicaLagMs: argv.maxReplicaLag === undefined ? undefined : parseDuration(argv.maxReplicaLag, 'max-replica-lag'),
   };
+  // A lease is renewed with each batch: a pause between batches longer than
+  // half of it would let other workers take ranges over from a healthy one.
+  const pauseMs = (settings.pauseMs ?? 0) + (settings.maxRate ? (settings.batchSize / settings.maxRate) * 1000 : 0);
+  if (pauseMs > settings.leaseMs / 2) {
+    throw new UsageError(
+      `--pause-ms / --max-rate with --batch-size ${settings.batchSize} wait ${Math.round(pauseMs)} ms between batches, ` +
+        `more than half of --lease (${settings.leaseMs} ms): lower the batch size or raise --lease`,
+    );
+  }
+  return settings;
 }
 
 async function rotate(ctx: CommandContext, session: Session, argv: RotateArgs, settings: RotationSettings) {
