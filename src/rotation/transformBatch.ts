@@ -3,7 +3,7 @@
  * main thread or in a worker thread: decide, per row and column, whether to
  * skip, re-encrypt, only fix the key version, or record a failure.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Codec } from '../crypto/codec.js';
 import { classifyForeignValue, decodeLegacy, type ForeignValueClass } from '../crypto/legacyValues.js';
 import { DecryptError, type DecryptFailureReason } from '../errors.js';
@@ -52,7 +52,8 @@ export interface TransformResult {
 
 /** Hex SHA-256 of a value, the compare-and-swap token the UPDATE checks (see batchSql). */
 export function digestOf(value: string): string {
-  return createHash('sha256').update(value, 'utf8').digest('hex');
+  // One-shot hash: about half the cost of createHash().update().digest() on this hot path.
+  return hash('sha256', value, 'hex');
 }
 
 /** Transforms one batch of rows; throws only on programming errors, never on a bad value. */
