@@ -72,26 +72,16 @@ export async function expectAllUnderKey(pool: pg.Pool, keyId: string, schema = '
        LEFT JOIN ${schema}.keys mk ON mk.version = p.mobno_key_version
       ORDER BY p.id`,
   );
+  // One value: it decrypts to its plaintext under `keyId`, and its key-version column says so.
+  const expectValue = (id: string, stored: string | null, version: string | null, plaintext: string) => {
+    const decrypted = codec.decrypt(stored);
+    expect({ id, plaintext: decrypted.plaintext, keyId: decrypted.keyId, version }).toEqual({ id, plaintext, keyId, version: keyId });
+  };
   for (const row of rows) {
     const expected = plaintextsOf(Number(row.id));
-    const email = codec.decrypt(row.email);
-    expect({ id: row.id, plaintext: email.plaintext, keyId: email.keyId, version: row.ev }).toEqual({
-      id: row.id,
-      plaintext: expected.email,
-      keyId,
-      version: keyId,
-    });
-    if (expected.mobno === null) {
-      expect(row.mobno).toBeNull();
-    } else {
-      const mobno = codec.decrypt(row.mobno);
-      expect({ id: row.id, plaintext: mobno.plaintext, keyId: mobno.keyId, version: row.mv }).toEqual({
-        id: row.id,
-        plaintext: expected.mobno,
-        keyId,
-        version: keyId,
-      });
-    }
+    expectValue(row.id, row.email, row.ev, expected.email);
+    if (expected.mobno === null) expect(row.mobno).toBeNull();
+    else expectValue(row.id, row.mobno, row.mv, expected.mobno);
   }
   return rows.length;
 }
