@@ -51,10 +51,12 @@ export type RangeOutcome = 'done' | 'stopped' | 'aborted';
 // is left for the next run after this many re-examinations.
 const MAX_REEXAMINE = 3;
 
-/** Maps the rows of selectBatchSql / selectRowsByKeySql (k0…, c0, v0…) to ReadRows. */
-export function toReadRows(target: ResolvedTarget, rows: Record<string, unknown>[]): ReadRow[] {
+/** Maps the rows of selectBatchSql / selectRowsByKeySql (k0…, rv, c0, v0…) to ReadRows. */
+export function toReadRows(target: ResolvedTarget, rows: Record<string, unknown>[], reexamined = false): ReadRow[] {
   return rows.map((r) => ({
     key: target.key.map((_, i) => r[`k${i}`] as string),
+    rowVersion: r.rv as string,
+    reexamined,
     values: target.columns.map((_, i) => r[`c${i}`] as string | null),
     versions: target.columns.map((_, i) => r[`v${i}`] as number | null),
   }));
@@ -83,7 +85,7 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
     }
     await env.throttle.beforeBatch();
     const rereadRows = pending.length > 0
-      ? toReadRows(target, (await withRetry(() => env.pool.query(selectRowsByKeySql(target, pending)), env.retry)).rows)
+      ? toReadRows(target, (await withRetry(() => env.pool.query(selectRowsByKeySql(target, pending)), env.retry)).rows, true)
       : [];
     const keysetRows: ReadRow[] = keysetDone
       ? []

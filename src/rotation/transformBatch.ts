@@ -12,8 +12,16 @@ import type { RowKey, RowWrite } from './batchSql.js';
 /** A row as read: its key, and per encrypted column the value and key version. */
 export interface ReadRow {
   key: RowKey;
+  /** The row version read (xmin as text): the compare-and-swap's token. */
+  rowVersion: string;
   values: (string | null)[];
   versions: (number | null)[];
+  /**
+   * A row re-read after it lost a compare-and-swap: its write also carries the
+   * digest of each value read, so a change to another column of the row does
+   * not make it lose again (see casUpdateSql).
+   */
+  reexamined?: boolean;
 }
 
 /** What the transform needs besides the rows. */
@@ -50,7 +58,7 @@ export interface TransformResult {
   alreadyDone: number;
 }
 
-/** Hex SHA-256 of a value, the compare-and-swap token the UPDATE checks (see batchSql). */
+/** Hex SHA-256 of a value: a re-examined row's compare-and-swap token (see batchSql), and verify --fix-versions'. */
 export function digestOf(value: string): string {
   // One-shot hash: about half the cost of createHash().update().digest() on this hot path.
   return hash('sha256', value, 'hex');
@@ -79,7 +87,7 @@ export function transformBatch(rows: readonly ReadRow[], ctx: TransformContext):
         // Keeps the Fernet timestamp; a value already under the target key comes
         // back unchanged and only its key-version column is set.
         const next = ctx.codec.reencrypt(value, ctx.targetKeyId, options);
-        columns[col] = { value: next.stored, readDigest: digestOf(value) };
+        columns[col] = { value: next.stored, readDigest: row.reexamined ? digestOf(value) : null };
         sources[col] = next.fromKeyId;
         any = true;
       } catch (err) {
@@ -89,7 +97,10 @@ export function transformBatch(rows: readonly ReadRow[], ctx: TransformContext):
           // A value stored before encryption (or in the keyless ENC_V1 format):
           // encrypt it under the target key; its source is recorded as the class.
           const plaintext = foreign === 'legacy' ? decodeLegacy(value)! : value;
-          columns[col] = { value: ctx.codec.encrypt(plaintext, { keyId: ctx.targetKeyId }), readDigest: digestOf(value) };
+          columns[col] = {
+            value: ctx.codec.encrypt(plaintext, { keyId: ctx.targetKeyId }),
+            readDigest: row.reexamined ? digestOf(value) : null,
+          };
           sources[col] = foreign;
           any = true;
           return;
@@ -98,7 +109,7 @@ export function transformBatch(rows: readonly ReadRow[], ctx: TransformContext):
       }
     });
     if (any) {
-      result.writes.push({ key: row.key, columns });
+      result.writes.push({ key: row.key, rowVersion: row.rowVersion, columns });
       result.sources.push(sources);
     }
   });

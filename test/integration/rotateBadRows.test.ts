@@ -94,19 +94,56 @@ describe('rotate with bad rows', () => {
     ]);
   });
 
-  it('the compare-and-swap refuses to overwrite a value changed after it was read', async () => {
-    const target = await resolveTarget(db.current.pool, { schema: 'public', table: 'people', key: undefined, columns: ['email', 'mobno'], format: 'django-fernet-v1' }, { requireVersionColumns: true });
-    const read = (await db.current.pool.query<{ email: string }>('SELECT email FROM people WHERE id = 100')).rows[0]!.email;
-    const codec = await bothKeysCodec();
-    const applicationValue = codec.encrypt('changed-by-app@example.com', { keyId: 'new' });
-    await db.current.pool.query('UPDATE people SET email = $1 WHERE id = 100', [applicationValue]);
-    const ours = codec.encrypt('stale@example.com', { keyId: 'new' });
-    const version = (await db.current.pool.query(`SELECT version FROM pgrekey.keys WHERE key_id = 'new'`)).rows[0].version;
-    const result = await db.current.pool.query(
-      casUpdateSql(target, [{ key: ['100'], columns: [{ value: ours, readDigest: digestOf(read) }, null] }], version),
-    );
-    expect(result.rowCount).toBe(0);
-    const now = (await db.current.pool.query<{ email: string }>('SELECT email FROM people WHERE id = 100')).rows[0]!.email;
-    expect(now).toBe(applicationValue);
+  describe('the compare-and-swap', () => {
+    const readRow = async (id: number) =>
+      (await db.current.pool.query<{ email: string; rv: string }>('SELECT email, xmin::text AS rv FROM people WHERE id = $1', [id])).rows[0]!;
+    const emailOf = async (id: number) =>
+      (await db.current.pool.query<{ email: string }>('SELECT email FROM people WHERE id = $1', [id])).rows[0]!.email;
+    const setup = async () => {
+      const target = await resolveTarget(db.current.pool, { schema: 'public', table: 'people', key: undefined, columns: ['email', 'mobno'], format: 'django-fernet-v1' }, { requireVersionColumns: true });
+      const version: number = (await db.current.pool.query(`SELECT version FROM pgrekey.keys WHERE key_id = 'new'`)).rows[0].version;
+      const codec = await bothKeysCodec();
+      return { target, version, ours: codec.encrypt('ours@example.com', { keyId: 'new' }), codec };
+    };
+
+    it('writes a row that is still the version read', async () => {
+      const { target, version, ours } = await setup();
+      const read = await readRow(101);
+      const result = await db.current.pool.query(
+        casUpdateSql(target, [{ key: ['101'], rowVersion: read.rv, columns: [{ value: ours, readDigest: null }, null] }], version),
+      );
+      expect(result.rowCount).toBe(1);
+      expect(await emailOf(101)).toBe(ours);
+    });
+
+    it('refuses to overwrite a value an application changed after it was read', async () => {
+      const { target, version, ours, codec } = await setup();
+      const read = await readRow(100);
+      const applicationValue = codec.encrypt('changed-by-app@example.com', { keyId: 'new' });
+      await db.current.pool.query('UPDATE people SET email = $1 WHERE id = 100', [applicationValue]);
+      for (const readDigest of [null, digestOf(read.email)]) {
+        const result = await db.current.pool.query(
+          casUpdateSql(target, [{ key: ['100'], rowVersion: read.rv, columns: [{ value: ours, readDigest }, null] }], version),
+        );
+        expect(result.rowCount).toBe(0);
+        expect(await emailOf(100)).toBe(applicationValue);
+      }
+    });
+
+    it('a write to another column makes a first attempt lose, but not a re-examination (by digest)', async () => {
+      const { target, version, ours } = await setup();
+      const read = await readRow(102);
+      await db.current.pool.query(`UPDATE people SET name = 'renamed' WHERE id = 102`);
+      const lost = await db.current.pool.query(
+        casUpdateSql(target, [{ key: ['102'], rowVersion: read.rv, columns: [{ value: ours, readDigest: null }, null] }], version),
+      );
+      expect(lost.rowCount).toBe(0);
+      expect(await emailOf(102)).toBe(read.email);
+      const reexamined = await db.current.pool.query(
+        casUpdateSql(target, [{ key: ['102'], rowVersion: read.rv, columns: [{ value: ours, readDigest: digestOf(read.email) }, null] }], version),
+      );
+      expect(reexamined.rowCount).toBe(1);
+      expect(await emailOf(102)).toBe(ours);
+    });
   });
 });

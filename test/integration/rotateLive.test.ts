@@ -35,9 +35,13 @@ describe('rotate with a concurrent application writer', () => {
     let running = true;
     void cli.done.then(() => (running = false));
     let writes = 0;
+    let renames = 0;
     while (running) {
       // Bursts of application-style single-row updates, half under each key.
       for (let i = 0; i < 20 && running; i++) {
+        // An application also writes other columns: such a row loses the first
+        // compare-and-swap (new row version) and must be rotated on re-examination.
+        await db.pool.query(`UPDATE people SET name = 'renamed ' || $2 WHERE id = $1`, [1 + Math.floor(Math.random() * ROWS), renames++]);
         const id = 1 + Math.floor(Math.random() * ROWS);
         const plaintext = `writer-${id}-${writes}@example.com`;
         const keyId = writes % 2 === 0 ? 'old' : 'new';
@@ -50,6 +54,8 @@ describe('rotate with a concurrent application writer', () => {
     const result = await cli.done;
     expect(result.code, result.stderr).toBe(0);
     expect(writes).toBeGreaterThan(100);
+    // Every row that lost a race was rotated when re-examined, none given up.
+    expect(JSON.parse(result.stdout)).toMatchObject({ conflicted: 0 });
     // Rows the writer re-wrote with the old key behind the rotator need one more run.
     expectExit(await ws.run(['rotate']), 0);
     const { rows } = await db.pool.query<{ id: string; email: string; version: string | null }>(
