@@ -99,7 +99,7 @@ export async function runRotation(input: RunRotationInput): Promise<RotationOutc
     onRetry: (err: unknown, attempt: number) =>
       input.logger?.warn({ sqlstate: (err as { code?: string }).code, attempt }, 'transient database error, retrying'),
   };
-  const throttle = new Throttle(settings, pool, shouldStop);
+  const throttle = new Throttle(settings, pool, shouldStop, input.logger);
   const byName = new Map(input.targets.map((t) => [t.name, t]));
   let changedHere = 0;
   const env = {

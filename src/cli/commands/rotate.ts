@@ -10,6 +10,7 @@ import { selectAnyWorkSql } from '../../rotation/batchSql.js';
 import { dryRunTarget, type DryRunTargetReport } from '../../rotation/dryRun.js';
 import { startOrJoinRun } from '../../rotation/planRun.js';
 import { selectRangesSql } from '../../rotation/rangesSql.js';
+import { assertReplicaLagReadable } from '../../rotation/throttle.js';
 import { runRotation, type RotationOutcome, type RotationSettings } from '../../rotation/rotate.js';
 import { transformBatch } from '../../rotation/transformBatch.js';
 import { CryptoPool, defaultCryptoThreads } from '../../rotation/cryptoPool.js';
@@ -61,7 +62,7 @@ export function rotateCommand(wrap: Wrap): CommandModule {
         .option('max-duration', { type: 'string', describe: 'Stop cleanly after this long (e.g. 5m) and exit 75; run again to continue' })
         .option('max-rate', { type: 'number', describe: 'At most this many rows per second' })
         .option('pause-ms', { type: 'number', describe: 'Pause between batches, in milliseconds' })
-        .option('max-replica-lag', { type: 'string', describe: 'Wait while a streaming replica lags more than this (e.g. 10s)' })
+        .option('max-replica-lag', { type: 'string', describe: 'Wait while a streaming replica lags more than this (e.g. 10s); needs pg_monitor or pg_read_all_stats' })
         .option('lock-timeout', { type: 'string', default: '5s', describe: 'lock_timeout of each batch; timed-out batches are retried' })
         .option('statement-timeout', { type: 'string', default: '60s', describe: 'statement_timeout of each batch' })
         .option('lease', { type: 'string', default: '30s', describe: 'How long a range stays claimed without progress before another worker takes it over' })
@@ -171,6 +172,7 @@ async function rotate(ctx: CommandContext, session: Session, argv: RotateArgs, s
   const targetKeyId = argv.to ?? session.registry.find((k) => k.isPrimary)?.keyId;
   if (!targetKeyId) throw new UsageError('no primary key is registered — pass --to <key id> or run "pg-rekey keys promote <id>"');
   const targetVersion = requireActiveKey(session.registry, targetKeyId).version;
+  if (settings.maxReplicaLagMs !== undefined) await assertReplicaLagReadable(session.pool);
   const { targets, transform, close } = await prepare(session, argv, targetKeyId, targetVersion);
   try {
     return await rotateWith(ctx, session, argv, settings, targetKeyId, targetVersion, targets, transform);
