@@ -99,16 +99,16 @@ export function selectRowsByKeySql(target: ResolvedTarget, keys: readonly RowKey
   );
 }
 
-/** One row's writes: per column, the new value (or null to leave the column alone). */
-export interface RowWrite {
-  key: RowKey;
-  /** The row version read (its xmin, as text). */
-  rowVersion: string;
-  /**
-   * Per column, the new value and, for a re-examined row, the SHA-256 digest of
-   * the value read (null otherwise); null to leave the column alone.
-   */
-  columns: ({ value: string; readDigest: string | null } | null)[];
+/** The writes of a batch, column-wise, as the UPDATE's unnest arrays take them; write i is index i of every array. */
+export interface BatchWrites {
+  /** Per key column, per write: the row key's text form. */
+  keys: string[][];
+  /** Per write: the row version read (its xmin, as text). */
+  rowVersions: string[];
+  /** Per encrypted column, per write: the new value, or null to leave that column alone. */
+  values: (string | null)[][];
+  /** Per encrypted column, per write: for a re-examined row the SHA-256 of the value read, else null. */
+  readDigests: (string | null)[][];
 }
 
 /**
@@ -119,12 +119,13 @@ export interface RowWrite {
  * updating then still rotates. Under READ COMMITTED the condition is re-checked
  * against a row a concurrent transaction changed, so an application write is
  * never overwritten. Only the encrypted columns and their key-version columns
- * are assigned. RETURNING says, per row, which columns were written.
+ * are assigned. RETURNING says, per written row, its index among the writes
+ * (`i`, from 0) and which columns were written (`w0`, `w1`, …).
  *
  * The row version is checked first because it is nearly free; hashing every
  * value in SQL and in JavaScript cost about a sixth of the rotation's CPU.
  */
-export function casUpdateSql(target: ResolvedTarget, rows: readonly RowWrite[], targetVersion: number): Sql {
+export function casUpdateSql(target: ResolvedTarget, writes: BatchWrites, targetVersion: number): Sql {
   const values: unknown[] = [];
   const arrays: string[] = [];
   const names: string[] = [];
@@ -133,11 +134,11 @@ export function casUpdateSql(target: ResolvedTarget, rows: readonly RowWrite[], 
     arrays.push(`$${values.length}::${type}[]`);
     names.push(name);
   };
-  target.key.forEach((_, i) => push(`k${i}`, 'text', rows.map((r) => r.key[i])));
-  push('rv', 'text', rows.map((r) => r.rowVersion));
+  target.key.forEach((_, i) => push(`k${i}`, 'text', writes.keys[i]!));
+  push('rv', 'text', writes.rowVersions);
   target.columns.forEach((_, i) => {
-    push(`n${i}`, 'text', rows.map((r) => r.columns[i]?.value ?? null));
-    push(`h${i}`, 'text', rows.map((r) => r.columns[i]?.readDigest ?? null));
+    push(`n${i}`, 'text', writes.values[i]!);
+    push(`h${i}`, 'text', writes.readDigests[i]!);
   });
   values.push(targetVersion);
   const version = `$${values.length}::smallint`;
@@ -156,9 +157,9 @@ export function casUpdateSql(target: ResolvedTarget, rows: readonly RowWrite[], 
   );
   return sql(
     `UPDATE ${tableOf(target)} AS t SET ${sets.join(', ')}
-       FROM unnest(${arrays.join(', ')}) AS u(${names.join(', ')})
+       FROM unnest(${arrays.join(', ')}) WITH ORDINALITY AS u(${names.join(', ')}, ord)
       WHERE ${match} AND (${swaps.join(' OR ')})
-      RETURNING ${[...target.key.map((_, i) => `u.k${i}`), ...written].join(', ')}`,
+      RETURNING (u.ord - 1)::int AS i, ${written.join(', ')}`,
     values,
   );
 }

@@ -16,7 +16,8 @@ import type { ResolvedKey } from '../crypto/keySources.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
 import type { CryptoRequest, CryptoResponse, CryptoWorkerData } from './cryptoWorker.js';
 import type { BatchTransformer } from './rotateRange.js';
-import type { ReadRow, TransformResult } from './transformBatch.js';
+import type { ReadBatch } from './readRows.js';
+import type { TransformResult } from './transformBatch.js';
 
 /** What the pool's threads need: the target key and, per format, the resolved keys primary first. */
 export interface CryptoPoolOptions {
@@ -84,14 +85,14 @@ export class CryptoPool {
   }
 
   /** The pool as a BatchTransformer for runRotation and dry runs. */
-  readonly transform: BatchTransformer = (target, rows) => this.run(target.name, rows);
+  readonly transform: BatchTransformer = (target, batch) => this.run(target.name, batch);
 
   /** Transforms one batch on the next idle thread. */
-  run(target: string, rows: ReadRow[]): Promise<TransformResult> {
+  run(target: string, batch: ReadBatch): Promise<TransformResult> {
     if (this.#failure) return Promise.reject(this.#failure);
     if (this.#closed) return Promise.reject(new Error('the crypto pool is closed'));
     return new Promise((resolve, reject) => {
-      this.#queue.push({ request: { id: this.#nextId++, target, rows }, resolve, reject });
+      this.#queue.push({ request: { id: this.#nextId++, target, batch }, resolve, reject });
       this.#dispatch();
     });
   }

@@ -11,7 +11,8 @@ import type { Format } from '../crypto/formats.js';
 import { getFormatHandler } from '../crypto/getFormatHandler.js';
 import { keyringFromResolved } from '../crypto/keyring.js';
 import type { ResolvedKey } from '../crypto/keySources.js';
-import { transformBatch, type ReadRow, type TransformResult } from './transformBatch.js';
+import type { ReadBatch } from './readRows.js';
+import { transformBatch, type TransformResult } from './transformBatch.js';
 
 /** What a crypto worker is started with. */
 export interface CryptoWorkerData {
@@ -28,7 +29,7 @@ export interface CryptoWorkerData {
 export interface CryptoRequest {
   id: number;
   target: string;
-  rows: ReadRow[];
+  batch: ReadBatch;
 }
 
 /** The answer to a request: its result, or a programming error (never a bad value: those are failures). */
@@ -54,7 +55,7 @@ async function start(): Promise<void> {
       const format = data.targets[req.target];
       const codec = format === undefined ? undefined : codecs.get(format);
       if (!codec) throw new Error(`no codec for target ${req.target}`);
-      response = { id: req.id, result: transformBatch(req.rows, {
+      response = { id: req.id, result: transformBatch(req.batch, {
           codec,
           targetKeyId: data.targetKeyId,
           targetVersion: data.targetVersion,

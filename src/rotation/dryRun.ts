@@ -6,8 +6,9 @@ import type pg from 'pg';
 
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
 import { selectBatchSql, type RowKey } from './batchSql.js';
-import { toReadRows, type BatchTransformer } from './rotateRange.js';
-import type { ReadRow, RotateFailureReason } from './transformBatch.js';
+import { batchLength, rowKeyAt, toReadBatch } from './readRows.js';
+import type { BatchTransformer } from './rotateRange.js';
+import type { RotateFailureReason } from './transformBatch.js';
 
 /** What a rotation would do to one target. */
 export interface DryRunTargetReport {
@@ -46,17 +47,16 @@ export async function dryRunTarget(
   let after: RowKey | null = null;
   for (;;) {
     const read = await pool.query<Record<string, unknown>>(selectBatchSql(target, { after, upTo: null }, targetVersion, batchSize));
-    const rows: ReadRow[] = toReadRows(target, read.rows);
-    const result = await transform(target, rows);
-    report.examined += rows.length;
+    const batch = toReadBatch(target, read.rows);
+    const result = await transform(target, batch);
+    report.examined += batchLength(batch);
     report.skipped += result.skipped;
     report.alreadyDone += result.alreadyDone;
-    result.writes.forEach((write, w) =>
-      write.columns.forEach((col, c) => {
-        if (!col) return;
-        const column = target.columns[c]!.name;
-        const source = result.sources[w]![c]!;
-        const counts = (report.wouldChange[column] ??= {});
+    target.columns.forEach((column, c) =>
+      result.values[c]!.forEach((value, w) => {
+        if (value === null) return;
+        const counts = (report.wouldChange[column.name] ??= {});
+        const source = result.sources[c]![w]!;
         counts[source] = (counts[source] ?? 0) + 1;
       }),
     );
@@ -65,12 +65,12 @@ export async function dryRunTarget(
       const reasons = (report.failuresByReason[column] ??= {});
       reasons[f.reason] = (reasons[f.reason] ?? 0) + 1;
       if (report.failures.length < MAX_LISTED_FAILURES) {
-        const key = rows[f.row]!.key;
+        const key = rowKeyAt(batch, f.row);
         report.failures.push({ column, rowKey: Object.fromEntries(target.key.map((k, i) => [k.name, key[i]!])), reason: f.reason });
       }
     }
-    onBatch?.(rows.length);
-    if (rows.length < batchSize) return report;
-    after = rows.at(-1)!.key;
+    onBatch?.(batchLength(batch));
+    if (batchLength(batch) < batchSize) return report;
+    after = rowKeyAt(batch, batchLength(batch) - 1);
   }
 }

@@ -11,13 +11,14 @@ import { withTransaction } from '../db/withTransaction.js';
 import { LeaseLostError, RunConflictError } from '../errors.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
 import { casUpdateSql, selectBatchSql, selectRowsByKeySql, type RowKey } from './batchSql.js';
+import { batchLength, concatBatches, rowKeyAt, sliceBatch, toReadBatch, type ReadBatch } from './readRows.js';
 import { addConflictsSql, advanceCheckpointSql, insertFailuresSql, lockOpenRunSql, releaseRangeSql, type BatchCounts, type ClaimedRange } from './rangesSql.js';
 import { withRetry, type RetryPolicy } from './retry.js';
 import type { Throttle } from './throttle.js';
-import type { ReadRow, TransformResult } from './transformBatch.js';
+import { writesOf, type TransformResult } from './transformBatch.js';
 
-/** Turns read rows into writes; inline or on a worker thread. */
-export type BatchTransformer = (target: ResolvedTarget, rows: ReadRow[]) => Promise<TransformResult>;
+/** Turns a batch as read into writes; inline or on a worker thread. */
+export type BatchTransformer = (target: ResolvedTarget, batch: ReadBatch) => Promise<TransformResult>;
 
 /** Per-batch progress, as the batch committed. */
 export interface BatchProgress extends BatchCounts {
@@ -51,17 +52,6 @@ export type RangeOutcome = 'done' | 'stopped' | 'aborted';
 // is left for the next run after this many re-examinations.
 const MAX_REEXAMINE = 3;
 
-/** Maps the rows of selectBatchSql / selectRowsByKeySql (k0…, rv, c0, v0…) to ReadRows. */
-export function toReadRows(target: ResolvedTarget, rows: Record<string, unknown>[], reexamined = false): ReadRow[] {
-  return rows.map((r) => ({
-    key: target.key.map((_, i) => r[`k${i}`] as string),
-    rowVersion: r.rv as string,
-    reexamined,
-    values: target.columns.map((_, i) => r[`c${i}`] as string | null),
-    versions: target.columns.map((_, i) => r[`v${i}`] as number | null),
-  }));
-}
-
 function rowKeyObject(target: ResolvedTarget, key: RowKey): Record<string, string> {
   return Object.fromEntries(target.key.map((k, i) => [k.name, key[i]!]));
 }
@@ -84,30 +74,30 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
       return 'stopped';
     }
     await env.throttle.beforeBatch();
-    const rereadRows = pending.length > 0
-      ? toReadRows(target, (await withRetry(() => env.pool.query(selectRowsByKeySql(target, pending)), env.retry)).rows, true)
-      : [];
-    const keysetRows: ReadRow[] = keysetDone
-      ? []
-      : toReadRows(target, (await withRetry(
+    const reread: ReadBatch = pending.length > 0
+      ? toReadBatch(target, (await withRetry(() => env.pool.query(selectRowsByKeySql(target, pending)), env.retry)).rows, true)
+      : toReadBatch(target, []);
+    const keyset: ReadBatch = keysetDone
+      ? toReadBatch(target, [])
+      : toReadBatch(target, (await withRetry(
           () => env.pool.query(selectBatchSql(target, { after, upTo: range.upperBound }, env.targetVersion, env.batchSize)),
           env.retry,
         )).rows);
-    keysetDone ||= keysetRows.length < env.batchSize;
-    let rows = [...rereadRows, ...keysetRows];
-    let result = await env.transform(target, rows);
+    keysetDone ||= batchLength(keyset) < env.batchSize;
+    let batch = concatBatches(reread, keyset);
+    let result = await env.transform(target, batch);
     let aborted = false;
     if (env.onError === 'abort' && result.failures.length > 0) {
       // Stop at the first bad value: the rows before it are written, it is recorded.
       const first = Math.min(...result.failures.map((f) => f.row));
-      rows = rows.slice(0, first + 1);
-      result = await env.transform(target, rows);
+      batch = sliceBatch(batch, first + 1);
+      result = await env.transform(target, batch);
       aborted = true;
     }
-    const lastKeysetKey = aborted ? rows.at(-1)?.key : keysetRows.at(-1)?.key;
-    const checkpoint = lastKeysetKey ?? null;
+    const lastKeysetRow = aborted ? batchLength(batch) - 1 : batchLength(keyset) - 1;
+    const checkpoint = lastKeysetRow >= 0 ? rowKeyAt(aborted ? batch : keyset, lastKeysetRow) : null;
     const counts = await withRetry(
-      () => commitBatch(env, target, range, rows, result, checkpoint, keysetDone && !aborted),
+      () => commitBatch(env, target, range, batch, result, checkpoint, keysetDone && !aborted),
       env.retry,
     );
     // Rows that lost the race are read again (they now hold the application's
@@ -126,7 +116,7 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
     }
     if (checkpoint) after = checkpoint;
     env.onBatch({ ...counts.batch, target: target.name, rangeId: range.id });
-    await env.throttle.afterBatch(rows.length);
+    await env.throttle.afterBatch(batchLength(batch));
     if (aborted) return 'aborted';
     if (keysetDone && pending.length === 0) return 'done';
   }
@@ -137,7 +127,7 @@ async function commitBatch(
   env: RangeWorkerEnv,
   target: ResolvedTarget,
   range: ClaimedRange,
-  rows: ReadRow[],
+  batch: ReadBatch,
   result: TransformResult,
   checkpoint: RowKey | null,
   done: boolean,
@@ -151,26 +141,26 @@ async function commitBatch(
       const lost: RowKey[] = [];
       const bySource: Record<string, Record<string, number>> = {};
       let changed = 0;
-      if (result.writes.length > 0) {
-        const returned = (await client.query<Record<string, unknown>>(casUpdateSql(target, result.writes, env.targetVersion))).rows;
-        const byKey = new Map(returned.map((r) => [keyId(target.key.map((_, i) => r[`k${i}`] as string)), r]));
-        result.writes.forEach((write, w) => {
-          const row = byKey.get(keyId(write.key));
+      if (result.writeRows.length > 0) {
+        const returned = (await client.query<Record<string, unknown>>(casUpdateSql(target, writesOf(batch, result), env.targetVersion))).rows;
+        const byWrite = new Map(returned.map((r) => [r.i as number, r]));
+        result.writeRows.forEach((row, w) => {
+          const written = byWrite.get(w);
           let lostHere = false;
           let wroteHere = false;
-          write.columns.forEach((col, c) => {
-            if (!col) return;
-            if (row?.[`w${c}`] === true) {
+          target.columns.forEach((column, c) => {
+            if (result.values[c]![w] === null) return;
+            if (written?.[`w${c}`] === true) {
               wroteHere = true;
-              const column = target.columns[c]!.name;
-              const source = result.sources[w]![c]!;
-              (bySource[column] ??= {})[source] = (bySource[column]![source] ?? 0) + 1;
+              const source = result.sources[c]![w]!;
+              const counts = (bySource[column.name] ??= {});
+              counts[source] = (counts[source] ?? 0) + 1;
             } else {
               lostHere = true;
             }
           });
           if (wroteHere) changed++;
-          if (lostHere) lost.push(write.key);
+          if (lostHere) lost.push(rowKeyAt(batch, row));
         });
       }
       if (result.failures.length > 0) {
@@ -181,14 +171,14 @@ async function commitBatch(
             target.name,
             result.failures.map((f) => ({
               column: target.columns[f.column]!.name,
-              rowKey: rowKeyObject(target, rows[f.row]!.key),
+              rowKey: rowKeyObject(target, rowKeyAt(batch, f.row)),
               reason: f.reason,
             })),
           ),
         );
       }
-      const batch: BatchCounts = {
-        examined: rows.length,
+      const counts: BatchCounts = {
+        examined: batchLength(batch),
         changed,
         skipped: result.skipped,
         failed: result.failures.length,
@@ -197,11 +187,11 @@ async function commitBatch(
       };
       // Fenced by the lease token: if another worker took this range over, this
       // throws and the whole batch, data included, rolls back.
-      const fenced = await client.query(advanceCheckpointSql(env.schema, range, checkpoint, batch, done, env.leaseMs));
+      const fenced = await client.query(advanceCheckpointSql(env.schema, range, checkpoint, counts, done, env.leaseMs));
       if (fenced.rowCount !== 1) {
         throw new LeaseLostError(`lost the lease on range ${range.id} of ${target.name}; another worker continues it`);
       }
-      return { batch, lost };
+      return { batch: counts, lost };
     },
     { lockTimeoutMs: env.lockTimeoutMs, statementTimeoutMs: env.statementTimeoutMs },
   );

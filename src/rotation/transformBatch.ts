@@ -7,22 +7,8 @@ import { hash } from 'node:crypto';
 import type { Codec } from '../crypto/codec.js';
 import { classifyForeignValue, decodeLegacy, type ForeignValueClass } from '../crypto/legacyValues.js';
 import { DecryptError, type DecryptFailureReason } from '../errors.js';
-import type { RowKey, RowWrite } from './batchSql.js';
-
-/** A row as read: its key, and per encrypted column the value and key version. */
-export interface ReadRow {
-  key: RowKey;
-  /** The row version read (xmin as text): the compare-and-swap's token. */
-  rowVersion: string;
-  values: (string | null)[];
-  versions: (number | null)[];
-  /**
-   * A row re-read after it lost a compare-and-swap: its write also carries the
-   * digest of each value read, so a change to another column of the row does
-   * not make it lose again (see casUpdateSql).
-   */
-  reexamined?: boolean;
-}
+import type { BatchWrites } from './batchSql.js';
+import { batchLength, type ReadBatch } from './readRows.js';
 
 /** What the transform needs besides the rows. */
 export interface TransformContext {
@@ -45,11 +31,15 @@ export interface ValueFailure {
   reason: RotateFailureReason;
 }
 
-/** The result of transforming a batch. */
+/** The result of transforming a batch, column-wise like the batch. */
 export interface TransformResult {
-  /** Rows with at least one column to write (others are left out). */
-  writes: RowWrite[];
-  /** Per write, per column, the source key id of the value written (or null). */
+  /** Batch indexes of the rows with at least one column to write, ascending. */
+  writeRows: number[];
+  /** Per encrypted column, per write: the new value, or null to leave that column alone. */
+  values: (string | null)[][];
+  /** Per encrypted column, per write: the SHA-256 of the value read for a re-examined row, else null. */
+  readDigests: (string | null)[][];
+  /** Per encrypted column, per write: the source key id (or plaintext / legacy) of the value written, else null. */
   sources: (string | null)[][];
   failures: ValueFailure[];
   /** NULL or empty values (skipped, counted). */
@@ -65,53 +55,74 @@ export function digestOf(value: string): string {
 }
 
 /** Transforms one batch of rows; throws only on programming errors, never on a bad value. */
-export function transformBatch(rows: readonly ReadRow[], ctx: TransformContext): TransformResult {
-  const result: TransformResult = { writes: [], sources: [], failures: [], skipped: 0, alreadyDone: 0 };
+export function transformBatch(batch: ReadBatch, ctx: TransformContext): TransformResult {
+  const columns = batch.values.length;
+  const result: TransformResult = {
+    writeRows: [],
+    values: batch.values.map(() => []),
+    readDigests: batch.values.map(() => []),
+    sources: batch.values.map(() => []),
+    failures: [],
+    skipped: 0,
+    alreadyDone: 0,
+  };
   const options = ctx.without && ctx.without.length > 0 ? { without: ctx.without } : {};
-  rows.forEach((row, rowIndex) => {
+  const rowValues: (string | null)[] = new Array(columns);
+  const rowDigests: (string | null)[] = new Array(columns);
+  const rowSources: (string | null)[] = new Array(columns);
+  for (let row = 0; row < batchLength(batch); row++) {
     let any = false;
-    const columns: RowWrite['columns'] = [];
-    const sources: (string | null)[] = [];
-    row.values.forEach((value, col) => {
-      columns.push(null);
-      sources.push(null);
+    for (let col = 0; col < columns; col++) {
+      rowValues[col] = rowDigests[col] = rowSources[col] = null;
+      const value = batch.values[col]![row]!;
       if (value === null || value === '') {
         result.skipped++;
-        return;
+        continue;
       }
-      if (row.versions[col] === ctx.targetVersion) {
+      if (batch.versions[col]![row] === ctx.targetVersion) {
         result.alreadyDone++;
-        return;
+        continue;
       }
       try {
         // Keeps the Fernet timestamp; a value already under the target key comes
         // back unchanged and only its key-version column is set.
         const next = ctx.codec.reencrypt(value, ctx.targetKeyId, options);
-        columns[col] = { value: next.stored, readDigest: row.reexamined ? digestOf(value) : null };
-        sources[col] = next.fromKeyId;
-        any = true;
+        rowValues[col] = next.stored;
+        rowSources[col] = next.fromKeyId;
       } catch (err) {
         if (!(err instanceof DecryptError)) throw err;
         const foreign = err.reason === 'wrong-format' ? classifyForeignValue(value) : undefined;
-        if (ctx.encryptLegacy && (foreign === 'plaintext' || foreign === 'legacy')) {
-          // A value stored before encryption (or in the keyless ENC_V1 format):
-          // encrypt it under the target key; its source is recorded as the class.
-          const plaintext = foreign === 'legacy' ? decodeLegacy(value)! : value;
-          columns[col] = {
-            value: ctx.codec.encrypt(plaintext, { keyId: ctx.targetKeyId }),
-            readDigest: row.reexamined ? digestOf(value) : null,
-          };
-          sources[col] = foreign;
-          any = true;
-          return;
+        if (!(ctx.encryptLegacy && (foreign === 'plaintext' || foreign === 'legacy'))) {
+          result.failures.push({ row, column: col, reason: foreign ?? err.reason });
+          continue;
         }
-        result.failures.push({ row: rowIndex, column: col, reason: foreign ?? err.reason });
+        // A value stored before encryption (or in the keyless ENC_V1 format):
+        // encrypt it under the target key; its source is recorded as the class.
+        const plaintext = foreign === 'legacy' ? decodeLegacy(value)! : value;
+        rowValues[col] = ctx.codec.encrypt(plaintext, { keyId: ctx.targetKeyId });
+        rowSources[col] = foreign;
       }
-    });
-    if (any) {
-      result.writes.push({ key: row.key, rowVersion: row.rowVersion, columns });
-      result.sources.push(sources);
+      rowDigests[col] = batch.reexamined[row] ? digestOf(value) : null;
+      any = true;
     }
-  });
+    if (any) {
+      result.writeRows.push(row);
+      for (let col = 0; col < columns; col++) {
+        result.values[col]!.push(rowValues[col]!);
+        result.readDigests[col]!.push(rowDigests[col]!);
+        result.sources[col]!.push(rowSources[col]!);
+      }
+    }
+  }
   return result;
+}
+
+/** The UPDATE's arrays for a transformed batch: the written rows' keys and versions, with their new values. */
+export function writesOf(batch: ReadBatch, result: TransformResult): BatchWrites {
+  return {
+    keys: batch.keys.map((column) => result.writeRows.map((row) => column[row]!)),
+    rowVersions: result.writeRows.map((row) => batch.rowVersions[row]!),
+    values: result.values,
+    readDigests: result.readDigests,
+  };
 }

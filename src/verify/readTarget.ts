@@ -12,8 +12,7 @@ import type pg from 'pg';
 import Cursor from 'pg-cursor';
 import { withTransaction } from '../db/withTransaction.js';
 import { selectBatchSql, type RowKey } from '../rotation/batchSql.js';
-import { toReadRows } from '../rotation/rotateRange.js';
-import type { ReadRow } from '../rotation/transformBatch.js';
+import { toReadRows, type ReadRow } from '../rotation/readRows.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
 import { compareKeysSql, selectCountSql, selectEstimatedRowsSql, selectWindowStartsSql } from './verifySql.js';
 

@@ -110,7 +110,7 @@ describe('rotate with bad rows', () => {
       const { target, version, ours } = await setup();
       const read = await readRow(101);
       const result = await db.current.pool.query(
-        casUpdateSql(target, [{ key: ['101'], rowVersion: read.rv, columns: [{ value: ours, readDigest: null }, null] }], version),
+        casUpdateSql(target, { keys: [['101']], rowVersions: [read.rv], values: [[ours], [null]], readDigests: [[null], [null]] }, version),
       );
       expect(result.rowCount).toBe(1);
       expect(await emailOf(101)).toBe(ours);
@@ -123,7 +123,7 @@ describe('rotate with bad rows', () => {
       await db.current.pool.query('UPDATE people SET email = $1 WHERE id = 100', [applicationValue]);
       for (const readDigest of [null, digestOf(read.email)]) {
         const result = await db.current.pool.query(
-          casUpdateSql(target, [{ key: ['100'], rowVersion: read.rv, columns: [{ value: ours, readDigest }, null] }], version),
+          casUpdateSql(target, { keys: [['100']], rowVersions: [read.rv], values: [[ours], [null]], readDigests: [[readDigest], [null]] }, version),
         );
         expect(result.rowCount).toBe(0);
         expect(await emailOf(100)).toBe(applicationValue);
@@ -135,12 +135,12 @@ describe('rotate with bad rows', () => {
       const read = await readRow(102);
       await db.current.pool.query(`UPDATE people SET name = 'renamed' WHERE id = 102`);
       const lost = await db.current.pool.query(
-        casUpdateSql(target, [{ key: ['102'], rowVersion: read.rv, columns: [{ value: ours, readDigest: null }, null] }], version),
+        casUpdateSql(target, { keys: [['102']], rowVersions: [read.rv], values: [[ours], [null]], readDigests: [[null], [null]] }, version),
       );
       expect(lost.rowCount).toBe(0);
       expect(await emailOf(102)).toBe(read.email);
       const reexamined = await db.current.pool.query(
-        casUpdateSql(target, [{ key: ['102'], rowVersion: read.rv, columns: [{ value: ours, readDigest: digestOf(read.email) }, null] }], version),
+        casUpdateSql(target, { keys: [['102']], rowVersions: [read.rv], values: [[ours], [null]], readDigests: [[digestOf(read.email)], [null]] }, version),
       );
       expect(reexamined.rowCount).toBe(1);
       expect(await emailOf(102)).toBe(ours);

@@ -116,8 +116,8 @@ async function prepare(session: Session, argv: RotateArgs, targetKeyId: string, 
   for (const t of targets) {
     codecs.set(t.name, createCodecFromKeyring(t.format, await session.keyring(t.format, { primary: targetKeyId })));
   }
-  const transform: BatchTransformer = async (target, rows) =>
-    transformBatch(rows, { codec: codecs.get(target.name)!, targetKeyId, targetVersion, encryptLegacy: argv.encryptLegacy });
+  const transform: BatchTransformer = async (target, batch) =>
+    transformBatch(batch, { codec: codecs.get(target.name)!, targetKeyId, targetVersion, encryptLegacy: argv.encryptLegacy });
   return { targets, transform, close: async () => {} };
 }
 
