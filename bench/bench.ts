@@ -22,6 +22,8 @@ import { createDatabase, dropDatabase, seedPeople } from './workload.js';
 const HELP = `Usage: npm run bench -- [options]
 
   --rows N              table size N of the main run (default 200000, at least 1000)
+  --repeat K            run (d) K times on fresh copies and report the median (default 3): the
+                        machine's noise moves a single run by ±10 %
   --database-url URL    superuser URL of a PostgreSQL to use (else env PG_REKEY_BENCH_DATABASE_URL,
                         else an embedded PostgreSQL started and removed here)
   --skip-manual         skip (a), the manual loop (the slowest part)
@@ -37,6 +39,7 @@ const HELP = `Usage: npm run bench -- [options]
 
 interface Args {
   rows: number;
+  repeat: number;
   verifyRows: number[];
   skipVerifySizes: boolean;
   only: 'verify' | undefined;
@@ -50,6 +53,7 @@ interface Args {
 function parseArgs(argv: string[]): Args {
   const args: Args = {
     rows: 200_000,
+    repeat: 3,
     verifyRows: [50_000, 500_000],
     skipVerifySizes: false,
     only: undefined,
@@ -67,6 +71,7 @@ function parseArgs(argv: string[]): Args {
       return v;
     };
     if (a === '--rows') args.rows = Number(value());
+    else if (a === '--repeat') args.repeat = Number(value());
     else if (a === '--database-url') args.databaseUrl = value();
     else if (a === '--skip-manual') args.skipManual = true;
     else if (a === '--skip-rss') args.skipRss = true;
@@ -86,6 +91,7 @@ function parseArgs(argv: string[]): Args {
     else throw new Error(`unknown option ${a}`);
   }
   if (!Number.isInteger(args.rows) || args.rows < 1000) throw new Error('--rows must be an integer of at least 1000');
+  if (!Number.isInteger(args.repeat) || args.repeat < 1) throw new Error('--repeat must be an integer of at least 1');
   if (args.verifyRows.length === 0 || args.verifyRows.some((r) => !Number.isInteger(r) || r < 1000)) {
     throw new Error('--verify-rows takes comma-separated integers of at least 1000');
   }
@@ -115,7 +121,10 @@ async function main(): Promise<void> {
     return createDatabase(server.adminUrl, name, template);
   };
   const verifies: VerifyAtSize[] = [];
-  /** Rotates a fresh copy of `ready` (measured), then verifies the rotated table (measured). */
+  /**
+   * Rotates a fresh copy of `ready` (measured) `repeat` times and keeps the
+   * median run by wall clock; verifies the first rotated table (measured).
+   */
   const rotateThenVerify = async (
     step: string,
     label: string,
@@ -123,15 +132,25 @@ async function main(): Promise<void> {
     name: string,
     rows: number,
     profileDir: string | undefined,
+    repeat = 1,
   ): Promise<RotateTiming> => {
     const at = `${step} ${rows.toLocaleString('en-US')} rows`;
-    log(`${at}: pg-rekey rotate of ${rows} rows…`);
     let verify: VerifyAtSize['verify'] | undefined;
-    const rotate = await measureRotate(server.adminUrl, ready, name, rows, args.rotateArgs, profileDir, async (url) => {
-      log(`${at}: pg-rekey verify of the rotated table…`);
-      verify = await measureVerify(url, ready.workspace, rows, []);
-    });
-    log(`${at}: rotate ${perSecond(rows, rotate.wallMs)} rows/s, peak RSS ${rotate.peakRssKiB} KiB`);
+    const runs: RotateTiming[] = [];
+    for (let i = 0; i < repeat; i++) {
+      log(`${at}: pg-rekey rotate of ${rows} rows${repeat > 1 ? ` (run ${i + 1} of ${repeat})` : ''}…`);
+      const run = await measureRotate(server.adminUrl, ready, name, rows, args.rotateArgs, i === 0 ? profileDir : undefined, i > 0 ? undefined : async (url) => {
+        log(`${at}: pg-rekey verify of the rotated table…`);
+        verify = await measureVerify(url, ready.workspace, rows, []);
+      });
+      log(`${at}: rotate ${perSecond(rows, run.wallMs)} rows/s, peak RSS ${run.peakRssKiB} KiB`);
+      runs.push(run);
+    }
+    const rotate = [...runs].sort((a, b) => a.wallMs - b.wallMs)[Math.floor((runs.length - 1) / 2)]!;
+    if (repeat > 1) {
+      rotate.runsRowsPerSecond = runs.map((r) => perSecond(rows, r.wallMs));
+      log(`${at}: median rotate ${perSecond(rows, rotate.wallMs)} rows/s of ${rotate.runsRowsPerSecond.join(', ')}`);
+    }
     if (verify) {
       log(`${at}: verify ${perSecond(rows, verify.wallMs)} rows/s, peak RSS ${verify.peakRssKiB} KiB`);
       verifies.push({ label, sized: step === '(f)', rows, rotate, verify });
@@ -161,7 +180,7 @@ async function main(): Promise<void> {
           await dropDatabase(server.adminUrl, 'bench_update');
         }
       });
-      rotate = await rotateThenVerify('(d)', `N, (d)'s table`, ready, 'bench_rotate', n, args.profileDir);
+      rotate = await rotateThenVerify('(d)', `N, (d)'s table`, ready, 'bench_rotate', n, args.profileDir, args.repeat);
       manual = args.skipManual
         ? undefined
         : await timed('(a) manual loop (OFFSET + per-row UPDATE)', async () => {

@@ -48,7 +48,8 @@ function rotateSection(r: BenchReport, rotate: RotateTiming, crypto: Timing, sin
   add('(a) manual loop: OFFSET pages of 1,000, per-row UPDATE', r.manual);
   add('(b) crypto only, one core (no database)', crypto);
   add('(c) single-statement UPDATE of both columns', single);
-  add('(d) pg-rekey rotate (whole CLI process)', rot, mib(rotate.peakRssKiB));
+  const runs = rotate.runsRowsPerSecond;
+  add(`(d) pg-rekey rotate (whole CLI process)${runs ? `, median of ${runs.length}` : ''}`, rot, mib(rotate.peakRssKiB));
   add('    of which the rotation itself', rotInner);
   if (r.rotate5) add('(e) pg-rekey rotate at 5N (whole CLI process)', { rows: r.rotate5.rows, ms: r.rotate5.wallMs }, mib(r.rotate5.peakRssKiB));
   const vsCrypto = rate(rot) / rate(crypto);
@@ -56,6 +57,7 @@ function rotateSection(r: BenchReport, rotate: RotateTiming, crypto: Timing, sin
   const rss = r.rotate5?.peakRssKiB && rotate.peakRssKiB ? r.rotate5.peakRssKiB / rotate.peakRssKiB : undefined;
   return [
     table(['measurement', 'rows', 'seconds', 'rows/s', 'peak RSS'], rows),
+    ...(runs ? [`    (d) runs: ${runs.map(fmt).join(', ')} rows/s`] : []),
     '',
     `pg-rekey / crypto-only (one core): ${vsCrypto.toFixed(2)}×  (target ≥ 0.9×: ${check(vsCrypto >= 0.9)}; stretch ≥ 1.3×: ${check(vsCrypto >= 1.3)})`,
     `pg-rekey / manual loop:            ${vsManual === undefined ? 'n/a' : `${vsManual.toFixed(2)}×`}  (target ≥ 3×: ${check(vsManual === undefined ? undefined : vsManual >= 3)})`,

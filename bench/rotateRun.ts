@@ -39,6 +39,8 @@ export interface RotateTiming {
   examined: number;
   changedHere: number;
   rotationMs: number;
+  /** When this is the median of several runs: each run's whole-process rows/s, in run order. */
+  runsRowsPerSecond?: number[];
 }
 
 /**
