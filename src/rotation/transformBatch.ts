@@ -74,7 +74,7 @@ export function transformBatch(batch: ReadBatch, ctx: TransformContext): Transfo
     let any = false;
     for (let col = 0; col < columns; col++) {
       rowValues[col] = rowDigests[col] = rowSources[col] = null;
-      const value = batch.values[col]![row]!;
+      const value = batch.values[col]![row] ?? null;
       if (value === null || value === '') {
         result.skipped++;
         continue;
@@ -108,9 +108,9 @@ export function transformBatch(batch: ReadBatch, ctx: TransformContext): Transfo
     if (any) {
       result.writeRows.push(row);
       for (let col = 0; col < columns; col++) {
-        result.values[col]!.push(rowValues[col]!);
-        result.readDigests[col]!.push(rowDigests[col]!);
-        result.sources[col]!.push(rowSources[col]!);
+        result.values[col]!.push(rowValues[col] ?? null);
+        result.readDigests[col]!.push(rowDigests[col] ?? null);
+        result.sources[col]!.push(rowSources[col] ?? null);
       }
     }
   }
