@@ -25,7 +25,7 @@ afterEach(async () => {
 });
 
 describe('rotate with a concurrent application writer', () => {
-  it('never loses a write made with the new or the old key', async () => {
+  it('never loses a write made with the new or the old key, an insert or a delete', async () => {
     const ROWS = 20_000;
     db = await createTestDatabase('writer');
     ws = await prepareRotation(db.pool, db.url, ROWS);
@@ -34,6 +34,8 @@ describe('rotate with a concurrent application writer', () => {
     const cli = await startCli(ws, ['rotate', '--batch-size', '200', '--max-rate', '10000', '--json']);
     let running = true;
     void cli.done.then(() => (running = false));
+    const deleted = new Set<number>();
+    let nextId = ROWS + 1;
     let writes = 0;
     let renames = 0;
     while (running) {
@@ -43,12 +45,22 @@ describe('rotate with a concurrent application writer', () => {
         // compare-and-swap (new row version) and must be rotated on re-examination.
         await db.pool.query(`UPDATE people SET name = 'renamed ' || $2 WHERE id = $1`, [1 + Math.floor(Math.random() * ROWS), renames++]);
         const id = 1 + Math.floor(Math.random() * ROWS);
+        if (deleted.has(id)) continue;
         const plaintext = `writer-${id}-${writes}@example.com`;
         const keyId = writes % 2 === 0 ? 'old' : 'new';
         await db.pool.query('UPDATE people SET email = $1 WHERE id = $2', [codec.encrypt(plaintext, { keyId }), id]);
         lastWritten.set(id, plaintext);
         writes++;
       }
+      // Now and then a row is deleted (it must stay gone) and one inserted under the old key.
+      const victim = 1 + Math.floor(Math.random() * ROWS);
+      await db.pool.query('DELETE FROM people WHERE id = $1', [victim]);
+      deleted.add(victim);
+      lastWritten.delete(victim);
+      const inserted = nextId++;
+      const plaintext = `inserted-${inserted}@example.com`;
+      await db.pool.query(`INSERT INTO people (id, name, email) VALUES ($1, 'new', $2)`, [inserted, codec.encrypt(plaintext, { keyId: 'old' })]);
+      lastWritten.set(inserted, plaintext);
       await sleep(5);
     }
     const result = await cli.done;
@@ -61,7 +73,9 @@ describe('rotate with a concurrent application writer', () => {
     const { rows } = await db.pool.query<{ id: string; email: string; version: string | null }>(
       `SELECT p.id, p.email, k.key_id AS version FROM people p LEFT JOIN pgrekey.keys k ON k.version = p.email_key_version`,
     );
-    expect(rows).toHaveLength(ROWS);
+    expect(deleted.size).toBeGreaterThan(5);
+    expect(rows).toHaveLength(ROWS - deleted.size + (nextId - ROWS - 1));
+    expect(rows.filter((r) => deleted.has(Number(r.id)))).toEqual([]);
     for (const row of rows) {
       const id = Number(row.id);
       const decrypted = codec.decrypt(row.email);
