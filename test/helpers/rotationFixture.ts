@@ -8,7 +8,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type pg from 'pg';
-import { expect } from 'vitest';
+import { afterEach, expect } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './database.js';
 import { dualKeyCodec, NEW_SECRET, OLD_SECRET, plaintextsOf, seedPeople } from '../../support/referenceWorkload.js';
 import { runCli, type CliResult } from './cli.js';
 
@@ -153,4 +154,25 @@ export function waitForStderr(cli: RunningCli, pattern: RegExp): Promise<void> {
     });
     void cli.done.then(() => resolve());
   });
+}
+
+/**
+ * For a test file whose tests each need a database of their own: returns
+ * `fresh(label, rows)`, which creates one with the reference workload prepared
+ * for rotation; after each test the databases and workspaces it made are given back.
+ */
+export function useFreshRotations(): (label: string, rows: number) => Promise<{ db: TestDatabase; ws: RotationWorkspace }> {
+  const databases: TestDatabase[] = [];
+  const workspaces: RotationWorkspace[] = [];
+  afterEach(async () => {
+    for (const ws of workspaces.splice(0)) await ws.cleanup();
+    for (const db of databases.splice(0)) await db.drop();
+  });
+  return async (label, rows) => {
+    const db = await createTestDatabase(label);
+    databases.push(db);
+    const ws = await prepareRotation(db.pool, db.url, rows);
+    workspaces.push(ws);
+    return { db, ws };
+  };
 }

@@ -4,25 +4,18 @@
  * under the target key with its original plaintext, rewritten exactly once.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { describe, expect, it } from 'vitest';
 import {
   countRewrites,
   expectAllUnderKey,
   expectEachRewrittenOnce,
   expectExit,
-  prepareRotation,
   startCli,
+  useFreshRotations,
   waitForStderr,
-  type RotationWorkspace,
 } from '../helpers/rotationFixture.js';
 
-let db: TestDatabase | undefined;
-let ws: RotationWorkspace | undefined;
-afterEach(async () => {
-  await ws?.cleanup();
-  await db?.drop();
-});
+const freshRotation = useFreshRotations();
 
 // Short leases so a restarted process takes over a killed one's range quickly.
 const FAST = ['--batch-size', '200', '--lease', '1s'];
@@ -30,8 +23,7 @@ const FAST = ['--batch-size', '200', '--lease', '1s'];
 describe('rotate under kill -9', () => {
   it('resumes after five kills at random moments: every row rotated exactly once', async () => {
     const ROWS = 50_000;
-    db = await createTestDatabase('crash');
-    ws = await prepareRotation(db.pool, db.url, ROWS);
+    const { db, ws } = await freshRotation('crash', ROWS);
     await countRewrites(db.pool);
     let kills = 0;
     for (let attempt = 0; kills < 5 && attempt < 20; attempt++) {
@@ -57,11 +49,10 @@ describe('rotate under kill -9', () => {
 
   it('three worker processes share one run; one killed mid-run, the others finish its range', async () => {
     const ROWS = 40_000;
-    db = await createTestDatabase('workers');
-    ws = await prepareRotation(db.pool, db.url, ROWS);
+    const { db, ws } = await freshRotation('workers', ROWS);
     await countRewrites(db.pool);
     // Start the run first so all three join the same one.
-    const clis = await Promise.all([0, 1, 2].map(() => startCli(ws!, ['rotate', ...FAST, '--workers', '1', '--max-rate', '8000'])));
+    const clis = await Promise.all([0, 1, 2].map(() => startCli(ws, ['rotate', ...FAST, '--workers', '1', '--max-rate', '8000'])));
     await Promise.all(clis.map((c) => waitForStderr(c, /rotation run \d+/)));
     await sleep(700);
     clis[0]!.child.kill('SIGKILL');

@@ -4,31 +4,23 @@
  * dispatched between threads). Both paths, for the dry run and the rotation,
  * must give the same counts and rewrite every value exactly once.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { describe, expect, it } from 'vitest';
 import {
   countRewrites,
   expectAllUnderKey,
   expectEachRewrittenOnce,
   expectExit,
-  prepareRotation,
-  type RotationWorkspace,
+  useFreshRotations,
 } from '../helpers/rotationFixture.js';
 
-let db: TestDatabase | undefined;
-let ws: RotationWorkspace | undefined;
-afterEach(async () => {
-  await ws?.cleanup();
-  await db?.drop();
-});
+const freshRotation = useFreshRotations();
 
 const ROWS = 5000;
 const MOBNOS = ROWS - Math.floor(ROWS / 7); // every seventh mobno is NULL
 
 describe.each([0, 2])('rotate --crypto-threads %i', (threads) => {
   it('dry run and rotation count the same, and every value is rewritten exactly once', async () => {
-    db = await createTestDatabase(`threads${threads}`);
-    ws = await prepareRotation(db.pool, db.url, ROWS);
+    const { db, ws } = await freshRotation(`threads${threads}`, ROWS);
     await countRewrites(db.pool);
     const crypto = ['--crypto-threads', String(threads), '--batch-size', '300', '--json'];
 

@@ -4,31 +4,23 @@
  * exit 75 and the next run finishes; a wrong secret stops everything, exit 2.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { describe, expect, it } from 'vitest';
 import {
   bothKeysCodec,
   expectAllUnderKey,
   expectExit,
   plaintextsOf,
-  prepareRotation,
   startCli,
+  useFreshRotations,
   waitForStderr,
-  type RotationWorkspace,
 } from '../helpers/rotationFixture.js';
 
-let db: TestDatabase | undefined;
-let ws: RotationWorkspace | undefined;
-afterEach(async () => {
-  await ws?.cleanup();
-  await db?.drop();
-});
+const freshRotation = useFreshRotations();
 
 describe('rotate with a concurrent application writer', () => {
   it('never loses a write made with the new or the old key, an insert or a delete', async () => {
     const ROWS = 20_000;
-    db = await createTestDatabase('writer');
-    ws = await prepareRotation(db.pool, db.url, ROWS);
+    const { db, ws } = await freshRotation('writer', ROWS);
     const codec = await bothKeysCodec();
     const lastWritten = new Map<number, string>();
     const cli = await startCli(ws, ['rotate', '--batch-size', '200', '--max-rate', '10000', '--json']);
@@ -92,8 +84,7 @@ describe('rotate with a concurrent application writer', () => {
 describe('stopping early', () => {
   it('--max-duration stops at a batch boundary with exit 75; the next run finishes', async () => {
     const ROWS = 10_000;
-    db = await createTestDatabase('maxdur');
-    ws = await prepareRotation(db.pool, db.url, ROWS);
+    const { db, ws } = await freshRotation('maxdur', ROWS);
     const first = await ws.run(['rotate', '--batch-size', '100', '--max-rate', '2000', '--max-duration', '1s']);
     expectExit(first, 75);
     expect(first.stdout).toMatch(/run "pg-rekey rotate" again/);
@@ -122,8 +113,7 @@ describe('stopping early', () => {
 
   it('SIGTERM stops at a batch boundary with exit 75; the next run finishes', async () => {
     const ROWS = 10_000;
-    db = await createTestDatabase('sigterm');
-    ws = await prepareRotation(db.pool, db.url, ROWS);
+    const { db, ws } = await freshRotation('sigterm', ROWS);
     const cli = await startCli(ws, ['rotate', '--batch-size', '100', '--max-rate', '2000']);
     await waitForStderr(cli, /rotation run \d+/);
     await sleep(800);
@@ -139,11 +129,10 @@ describe('stopping early', () => {
 
 describe('a wrong secret for a registered key', () => {
   it('exits 2 naming the key, and writes nothing', async () => {
-    db = await createTestDatabase('wrongkey');
-    ws = await prepareRotation(db.pool, db.url, 500);
+    const { db, ws } = await freshRotation('wrongkey', 500);
     expectExit(await ws.run(['keys', 'add', 'new']), 0);
     const snapshot = async () =>
-      (await db!.pool.query(`SELECT md5(string_agg(p::text, '|' ORDER BY id)) ||
+      (await db.pool.query(`SELECT md5(string_agg(p::text, '|' ORDER BY id)) ||
         (SELECT count(*) FROM pgrekey.runs) || (SELECT count(*) FROM pgrekey.keys) AS s FROM people p`)).rows[0].s;
     const before = await snapshot();
     const wrong = 'django-insecure-this-is-not-the-registered-secret!!';
