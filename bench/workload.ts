@@ -5,12 +5,9 @@
  * every measurement runs on a fresh copy (CREATE DATABASE … TEMPLATE), so each
  * starts from the same bytes.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import pg from 'pg';
 import { quoteIdent } from '../src/db/quote.js';
-import { NEW_SECRET, OLD_SECRET, seedPeople as seedReferencePeople } from '../support/referenceWorkload.js';
+import { createDualKeyWorkspace, seedPeople as seedReferencePeople, type DualKeyWorkspace } from '../support/referenceWorkload.js';
 
 export { NEW_SECRET, OLD_SECRET, dualKeyCodec } from '../support/referenceWorkload.js';
 
@@ -55,26 +52,9 @@ export async function seedPeople(url: string, rows: number, unique = rows): Prom
 }
 
 /** A temp directory with a pg-rekey config (new key primary, old key decrypt-only) and the CLI's env. */
-export interface Workspace {
-  dir: string;
-  env: Record<string, string>;
-  cleanup(): Promise<void>;
-}
+export type Workspace = DualKeyWorkspace;
 
 /** Writes the config the bench's CLI runs use. */
-export async function createWorkspace(url: string): Promise<Workspace> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'pg-rekey-bench-ws-'));
-  const config = {
-    keys: [
-      { id: 'new', secret: 'env:SECRET_KEY' },
-      { id: 'old', secret: 'env:SECRET_KEY_OLD' },
-    ],
-    targets: [],
-  };
-  await writeFile(path.join(dir, 'pg-rekey.config.json'), `${JSON.stringify(config, null, 2)}\n`);
-  return {
-    dir,
-    env: { DATABASE_URL: url, SECRET_KEY: NEW_SECRET, SECRET_KEY_OLD: OLD_SECRET },
-    cleanup: () => rm(dir, { recursive: true, force: true }),
-  };
+export function createWorkspace(url: string): Promise<Workspace> {
+  return createDualKeyWorkspace(url, 'pg-rekey-bench-ws-');
 }

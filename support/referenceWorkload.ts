@@ -3,6 +3,9 @@
  * benchmark: `people(id bigint pk, name, email, mobno)` whose email and mobno
  * hold django-fernet-v1 values under an "old" SECRET_KEY, every seventh mobno NULL.
  */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type pg from 'pg';
 import { createCodec } from '../src/crypto/createCodec.js';
 import type { Codec } from '../src/crypto/codec.js';
@@ -69,4 +72,38 @@ export async function seedPeople(pool: pg.Pool, rows: number, options: { table?:
     );
   }
   await pool.query(`VACUUM ANALYZE ${table}`);
+}
+
+/** A temp directory holding a pg-rekey config, and the env the CLI runs with there. */
+export interface DualKeyWorkspace {
+  dir: string;
+  env: Record<string, string>;
+  cleanup(): Promise<void>;
+}
+
+/**
+ * Writes a config with the new key first (so it becomes primary when first
+ * registered) and the old one decrypt-only, both read from env, plus `extra`
+ * config fields, in a temp dir named after `prefix`.
+ */
+export async function createDualKeyWorkspace(
+  databaseUrl: string,
+  prefix: string,
+  extra: Record<string, unknown> = {},
+): Promise<DualKeyWorkspace> {
+  const dir = await mkdtemp(path.join(tmpdir(), prefix));
+  const config = {
+    keys: [
+      { id: 'new', secret: 'env:SECRET_KEY' },
+      { id: 'old', secret: 'env:SECRET_KEY_OLD' },
+    ],
+    targets: [],
+    ...extra,
+  };
+  await writeFile(path.join(dir, 'pg-rekey.config.json'), `${JSON.stringify(config, null, 2)}\n`);
+  return {
+    dir,
+    env: { DATABASE_URL: databaseUrl, SECRET_KEY: NEW_SECRET, SECRET_KEY_OLD: OLD_SECRET },
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
 }

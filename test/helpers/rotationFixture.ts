@@ -4,13 +4,10 @@
  * mobno NULL), a config with a new and the old key, and the target migration
  * applied through the CLI — the way a DBA sets it up.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type pg from 'pg';
 import { afterEach, expect } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './database.js';
-import { dualKeyCodec, NEW_SECRET, OLD_SECRET, plaintextsOf, seedPeople } from '../../support/referenceWorkload.js';
+import { createDualKeyWorkspace, dualKeyCodec, plaintextsOf, seedPeople } from '../../support/referenceWorkload.js';
 import { runCli, type CliResult } from './cli.js';
 
 export { NEW_SECRET, OLD_SECRET, plaintextsOf, seedPeople } from '../../support/referenceWorkload.js';
@@ -28,23 +25,11 @@ export interface RotationWorkspace {
 
 /** Writes a config (new key first, so it becomes primary when first registered) in a temp dir. */
 export async function createWorkspace(databaseUrl: string, extra: Record<string, unknown> = {}): Promise<RotationWorkspace> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'pg-rekey-test-'));
-  const config = {
-    keys: [
-      { id: 'new', secret: 'env:SECRET_KEY' },
-      { id: 'old', secret: 'env:SECRET_KEY_OLD' },
-    ],
-    targets: [],
-    ...extra,
-  };
-  await writeFile(path.join(dir, 'pg-rekey.config.json'), `${JSON.stringify(config, null, 2)}\n`);
-  const env = { DATABASE_URL: databaseUrl, SECRET_KEY: NEW_SECRET, SECRET_KEY_OLD: OLD_SECRET };
+  const ws = await createDualKeyWorkspace(databaseUrl, 'pg-rekey-test-', extra);
   return {
-    dir,
-    env,
+    ...ws,
     run: (args, options = {}) =>
-      runCli(args, { cwd: dir, env: { ...env, ...options.env }, timeoutMs: options.timeoutMs ?? 120_000 }),
-    cleanup: () => rm(dir, { recursive: true, force: true }),
+      runCli(args, { cwd: ws.dir, env: { ...ws.env, ...options.env }, timeoutMs: options.timeoutMs ?? 120_000 }),
   };
 }
 
