@@ -5,7 +5,6 @@
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { quoteIdent } from '../db/quote.js';
 import { LeaseLostError } from '../errors.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
@@ -13,6 +12,7 @@ import { abortRunSql, claimRangeSql, finishRunSql, selectRangesSql, selectRunPro
 import { DEFAULT_RETRY, withRetry } from './retry.js';
 import { rotateRange, type BatchProgress, type BatchTransformer } from './rotateRange.js';
 import { Throttle, type ThrottleOptions } from './throttle.js';
+import { Wakeup } from './wakeup.js';
 
 /** Tuning and safety options of a rotation (CLI flags map onto these). */
 export interface RotationSettings extends ThrottleOptions {
@@ -101,6 +101,8 @@ export async function runRotation(input: RunRotationInput): Promise<RotationOutc
   };
   const throttle = new Throttle(settings, pool, shouldStop, input.logger);
   const byName = new Map(input.targets.map((t) => [t.name, t]));
+  // Rung whenever a range of this process ends, so idle workers look again at once.
+  const rangeEnded = new Wakeup();
   let changedHere = 0;
   const env = {
     pool,
@@ -131,7 +133,7 @@ export async function runRotation(input: RunRotationInput): Promise<RotationOutc
         if (progress.openRanges === 0) return;
         // Ranges are held by other workers or hosts: wait; if one dies, its
         // lease expires and this loop takes the range over.
-        await sleep(Math.min(1000, settings.leaseMs / 2));
+        await rangeEnded.wait(Math.min(1000, settings.leaseMs / 2), input.signal);
         continue;
       }
       const target = byName.get(claimed.target);
@@ -146,6 +148,8 @@ export async function runRotation(input: RunRotationInput): Promise<RotationOutc
         if (!(err instanceof LeaseLostError)) throw err;
         input.logger?.warn({ rangeId: claimed.id }, err.message);
         continue;
+      } finally {
+        rangeEnded.ring();
       }
       if (outcome === 'aborted') aborted = true;
     }
