@@ -34,10 +34,11 @@ function assertTimeout(name: string, value: number | undefined): void {
 /**
  * Runs `fn` inside one transaction and returns its result.
  *
- * BEGIN with the requested isolation and access mode; timeouts via
- * set_config(…, is_local = true), which is SET LOCAL with parameters, so they
- * end with the transaction and never leak to the next user of a pooled
- * connection. COMMIT when `fn` resolves; ROLLBACK when it (or COMMIT) throws,
+ * BEGIN with the requested isolation and access mode, and the timeouts as SET
+ * LOCAL in the same round trip (one simple-protocol query: the rotator runs a
+ * transaction per batch, and each round trip there measurably costs
+ * throughput), so they end with the transaction and never leak to the next
+ * user of a pooled connection. COMMIT when `fn` resolves; ROLLBACK when it (or COMMIT) throws,
  * then rethrow the original error.
  *
  * Given a pool, a client is checked out and released here. If ROLLBACK itself
@@ -57,22 +58,14 @@ export async function withTransaction<T>(
   // Set when the connection can no longer be trusted; passed to release() to destroy it.
   let broken: Error | undefined;
   try {
-    const isolation = options.isolation === 'repeatable read' ? 'REPEATABLE READ' : 'READ COMMITTED';
     try {
-      await client.query(`BEGIN ISOLATION LEVEL ${isolation}${options.readOnly ? ' READ ONLY' : ''}`);
+      await client.query(beginStatements(options));
     } catch (err) {
       // BEGIN failing means the connection is broken (or already inside a transaction).
       broken = err instanceof Error ? err : new Error(String(err));
       throw err;
     }
     try {
-      if (options.lockTimeoutMs !== undefined || options.statementTimeoutMs !== undefined) {
-        await client.query({
-          text: `SELECT set_config('lock_timeout', coalesce($1, current_setting('lock_timeout')), true),
-                        set_config('statement_timeout', coalesce($2, current_setting('statement_timeout')), true)`,
-          values: [msSetting(options.lockTimeoutMs), msSetting(options.statementTimeoutMs)],
-        });
-      }
       const result = await fn(client);
       await client.query('COMMIT');
       return result;
@@ -91,6 +84,15 @@ export async function withTransaction<T>(
   }
 }
 
-function msSetting(ms: number | undefined): string | null {
-  return ms === undefined ? null : `${ms}ms`;
+/**
+ * `BEGIN …; SET LOCAL …` as one string. The timeouts are inlined, which is
+ * safe because assertTimeout has checked they are non-negative integers; a
+ * multi-statement string cannot take parameters.
+ */
+function beginStatements(options: TransactionOptions): string {
+  const isolation = options.isolation === 'repeatable read' ? 'REPEATABLE READ' : 'READ COMMITTED';
+  const statements = [`BEGIN ISOLATION LEVEL ${isolation}${options.readOnly ? ' READ ONLY' : ''}`];
+  if (options.lockTimeoutMs !== undefined) statements.push(`SET LOCAL lock_timeout = '${options.lockTimeoutMs}ms'`);
+  if (options.statementTimeoutMs !== undefined) statements.push(`SET LOCAL statement_timeout = '${options.statementTimeoutMs}ms'`);
+  return statements.join('; ');
 }
