@@ -139,7 +139,7 @@ async function main(): Promise<void> {
     const runs: RotateTiming[] = [];
     for (let i = 0; i < repeat; i++) {
       log(`${at}: pg-rekey rotate of ${rows} rows${repeat > 1 ? ` (run ${i + 1} of ${repeat})` : ''}…`);
-      const run = await measureRotate(server.adminUrl, ready, name, rows, args.rotateArgs, i === 0 ? profileDir : undefined, i > 0 ? undefined : async (url) => {
+      const run = await measureRotate(server.adminUrl, ready, name, rows, args.rotateArgs, i === 0 ? profileDir : undefined, server.kind === 'embedded', i > 0 ? undefined : async (url) => {
         log(`${at}: pg-rekey verify of the rotated table…`);
         verify = await measureVerify(url, ready.workspace, rows, []);
       });

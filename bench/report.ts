@@ -58,10 +58,29 @@ function rotateSection(r: BenchReport, rotate: RotateTiming, crypto: Timing, sin
   return [
     table(['measurement', 'rows', 'seconds', 'rows/s', 'peak RSS'], rows),
     ...(runs ? [`    (d) runs: ${runs.map(fmt).join(', ')} rows/s`] : []),
+    ...cpuLines(r.machine.cpus, rotate, crypto),
     '',
     `pg-rekey / crypto-only (one core): ${vsCrypto.toFixed(2)}×  (target ≥ 0.9×: ${check(vsCrypto >= 0.9)}; stretch ≥ 1.3×: ${check(vsCrypto >= 1.3)})`,
     `pg-rekey / manual loop:            ${vsManual === undefined ? 'n/a' : `${vsManual.toFixed(2)}×`}  (target ≥ 3×: ${check(vsManual === undefined ? undefined : vsManual >= 3)})`,
     `peak RSS 5N / N:                   ${rss === undefined ? 'n/a' : `${rss.toFixed(2)}`}  (target ≤ 1.2: ${check(rss === undefined ? undefined : rss <= 1.2)})`,
+  ];
+}
+
+/**
+ * Where (d)'s CPU went, per 1,000 rows, and the ceiling that puts on any
+ * schedule: the cores can do no more than cores × rows / (CPU seconds spent).
+ */
+function cpuLines(cores: number, rotate: RotateTiming, crypto: Timing): string[] {
+  const { pgRekey, postgres } = rotate.cpu;
+  if (pgRekey === null) return [];
+  const per1000 = (seconds: number) => (seconds * 1_000_000) / rotate.rows;
+  const cryptoPer1000 = (crypto.ms * 1000) / crypto.rows;
+  const head = `    CPU of (d) per 1,000 rows: pg-rekey ${per1000(pgRekey).toFixed(1)} ms (the crypto alone: ${cryptoPer1000.toFixed(1)} ms)`;
+  if (postgres === null) return [`${head}, PostgreSQL n/a`];
+  const ceiling = (cores * 1_000_000) / (per1000(pgRekey) + per1000(postgres));
+  return [
+    `${head}, PostgreSQL ${per1000(postgres).toFixed(1)} ms`,
+    `    → at that CPU cost no schedule on ${cores} cores beats ${fmt(ceiling)} rows/s (${(ceiling / rate(crypto)).toFixed(2)}× crypto-only)`,
   ];
 }
 

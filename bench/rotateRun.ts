@@ -3,6 +3,7 @@
  * on a fresh copy of a database prepared the way a DBA prepares it (migrate up,
  * target add, migrate up), then checked: every value decrypts with the new key.
  */
+import { postgresCpuSeconds } from './cpuTime.js';
 import { runCli, runCliOk } from './runCli.js';
 import { createDatabase, dropDatabase, dualKeyCodec, withDb, createWorkspace, type Workspace } from './workload.js';
 
@@ -39,6 +40,8 @@ export interface RotateTiming {
   examined: number;
   changedHere: number;
   rotationMs: number;
+  /** CPU seconds of the CLI process (all its threads), and of the PostgreSQL server meanwhile (embedded server only); null where not measurable. */
+  cpu: { pgRekey: number | null; postgres: number | null };
   /** When this is the median of several runs: each run's whole-process rows/s, in run order. */
   runsRowsPerSecond?: number[];
 }
@@ -55,13 +58,18 @@ export async function measureRotate(
   rows: number,
   extraArgs: readonly string[],
   profileDir: string | undefined,
+  serverIsLocal: boolean,
   after?: (url: string) => Promise<void>,
 ): Promise<RotateTiming> {
   const url = await createDatabase(adminUrl, name, ready.name);
   try {
     const env = { ...ready.workspace.env, DATABASE_URL: url };
     const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+    const serverCpuBefore = serverIsLocal ? postgresCpuSeconds() : null;
     const run = await runCli(['rotate', '--json', ...extraArgs], ready.workspace.dir, env, nodeArgs);
+    // Let the postmaster reap the CLI's backends, whose CPU then shows in its cutime.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const serverCpuAfter = serverIsLocal ? postgresCpuSeconds() : null;
     if (run.code !== 0) throw new Error(`pg-rekey rotate exited ${run.code}\n${run.stdout}\n${run.stderr.slice(-4000)}`);
     const outcome = JSON.parse(run.stdout) as { status: string; examined: number; changedHere: number; durationMs: number };
     await assertAllUnderNewKey(url, rows);
@@ -74,6 +82,10 @@ export async function measureRotate(
       examined: outcome.examined,
       changedHere: outcome.changedHere,
       rotationMs: outcome.durationMs,
+      cpu: {
+        pgRekey: run.cpuSeconds,
+        postgres: serverCpuBefore === null || serverCpuAfter === null ? null : serverCpuAfter - serverCpuBefore,
+      },
     };
   } finally {
     await dropDatabase(adminUrl, name);

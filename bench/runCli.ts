@@ -2,11 +2,13 @@
  * Runs the built CLI as a subprocess (so the memory measured is the CLI's own)
  * and samples its resident set from /proc while it runs. VmHWM is the kernel's
  * high-water mark of the resident set, so sampling it catches peaks between
- * polls; the last sample before exit is the process's peak.
+ * polls; the last sample before exit is the process's peak. Its CPU time is
+ * sampled the same way (the last ~25 ms before exit are missed).
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { processCpuSeconds } from './cpuTime.js';
 
 /** The built CLI entry point (this file is compiled to dist/bench/). */
 export const CLI_PATH = fileURLToPath(new URL('../src/cli/bin.js', import.meta.url));
@@ -19,6 +21,8 @@ export interface CliRun {
   wallMs: number;
   /** Peak resident set in KiB (VmHWM), or null where /proc is not available. */
   peakRssKiB: number | null;
+  /** User + system CPU seconds of the process (all threads) at its last sample, or null without /proc. */
+  cpuSeconds: number | null;
 }
 
 function readHwm(pid: number): number | null {
@@ -48,9 +52,12 @@ export function runCli(args: readonly string[], cwd: string, env: Record<string,
       if (err.length > 200) err.shift();
     });
     let peak: number | null = null;
+    let cpu: number | null = null;
     const poll = setInterval(() => {
-      const hwm = child.pid === undefined ? null : readHwm(child.pid);
+      if (child.pid === undefined) return;
+      const hwm = readHwm(child.pid);
       if (hwm !== null) peak = Math.max(peak ?? 0, hwm);
+      cpu = processCpuSeconds(child.pid) ?? cpu;
     }, 25);
     child.on('error', (e) => {
       clearInterval(poll);
@@ -64,6 +71,7 @@ export function runCli(args: readonly string[], cwd: string, env: Record<string,
         stderr: Buffer.concat(err).toString('utf8'),
         wallMs: performance.now() - started,
         peakRssKiB: peak,
+        cpuSeconds: cpu,
       });
     });
   });
