@@ -54,6 +54,12 @@ describe('rotate', () => {
       Buffer.from(Buffer.from(stored.slice('FERNET_V1:'.length), 'base64url').toString(), 'base64url').readBigUInt64BE(1);
     expect(after.rows[0]!.email).not.toBe(before.rows[0]!.email);
     expect(fernetTime(after.rows[0]!.email)).toBe(fernetTime(before.rows[0]!.email));
+    // A table of a few batches is still split, so both workers have ranges to claim.
+    const ranges = await db.current.pool.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM pgrekey.ranges WHERE run_id = $1',
+      [summary.runId],
+    );
+    expect(ranges.rows[0]!.n).toBe(3);
   });
 
   it('says so and exits 0 when re-run on a finished rotation, writing nothing', async () => {
