@@ -32,9 +32,10 @@ export interface CryptoPoolOptions {
 
 /**
  * Threads the crypto pool starts by default: one per core but one, which the
- * main thread (pg I/O, ~25 µs of CPU per row) and a local PostgreSQL need. On
- * the 2-core reference machine 1 thread with 3 range workers measured fastest
- * (~17k rows/s vs ~15k with 2 threads, which also cost 50 MiB more RSS).
+ * main thread (pg I/O, ~8 µs of CPU per row) and a local PostgreSQL (~26 µs
+ * per row) need. On the 2-core reference machine 2 threads rotate no faster
+ * than 1 (both ~25k rows/s with 3 range workers: the cores are already full)
+ * and cost 50 MiB more RSS.
  */
 export function defaultCryptoThreads(): number {
   return Math.max(1, Math.min(availableParallelism() - 1, 8));
