@@ -160,3 +160,59 @@ export function assertColumn(table: TableInfo, column: string): ColumnInfo {
   }
   return found;
 }
+
+/** A member of a partitioned table's tree below the root: a leaf, or a partitioned table itself. */
+export interface PartitionInfo extends QualifiedName {
+  readonly parent: QualifiedName;
+  readonly leaf: boolean;
+}
+
+/** Partitions of a partitioned table at every level, parents before their children. */
+export function selectPartitionsSql(oid: number): Sql {
+  return sql(
+    `SELECT n.nspname AS schema, c.relname AS name, pn.nspname AS parent_schema, pc.relname AS parent_name,
+            t.isleaf AS leaf, c.relkind
+       FROM pg_catalog.pg_partition_tree($1::regclass) AS t
+       JOIN pg_catalog.pg_class c ON c.oid = t.relid
+       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+       JOIN pg_catalog.pg_class pc ON pc.oid = t.parentrelid
+       JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
+      WHERE t.level > 0
+      ORDER BY t.level, n.nspname, c.relname`,
+    [oid],
+  );
+}
+
+/**
+ * The partitions of a partitioned table, for its target migration (each needs
+ * its own index, built CONCURRENTLY and attached). Throws TargetError where
+ * that migration cannot work: before PostgreSQL 18 (no NOT VALID foreign keys
+ * on partitioned tables, and a validated one would scan the whole table under
+ * an exclusive lock), and for foreign-table partitions (no index on them).
+ */
+export async function findPartitions(client: Queryable, table: TableInfo): Promise<PartitionInfo[]> {
+  const where = formatQualifiedName(table);
+  const version = await client.query<{ num: number }>(`SELECT current_setting('server_version_num')::int AS num`);
+  if (version.rows[0]!.num < 180000) {
+    throw new TargetError(
+      `${where} is partitioned, and before PostgreSQL 18 (this server is ${Math.floor(version.rows[0]!.num / 10000)}) ` +
+        'a foreign key on a partitioned table cannot be added NOT VALID: it would scan the whole table under an exclusive lock. ' +
+        'Upgrade to PostgreSQL 18 to rotate this table with pg-rekey',
+    );
+  }
+  const rows = await client.query<{ schema: string; name: string; parent_schema: string; parent_name: string; leaf: boolean; relkind: string }>(
+    selectPartitionsSql(table.oid),
+  );
+  const foreign = rows.rows.find((r) => r.relkind === 'f');
+  if (foreign) {
+    throw new TargetError(
+      `partition ${formatQualifiedName(foreign)} of ${where} is a foreign table, which cannot carry the key-version index; pg-rekey cannot migrate this table`,
+    );
+  }
+  return rows.rows.map((r) => ({
+    schema: r.schema,
+    name: r.name,
+    parent: { schema: r.parent_schema, name: r.parent_name },
+    leaf: r.leaf,
+  }));
+}

@@ -60,12 +60,23 @@ export type SqlStateCategory =
  * socket errors also have a `code` and 'EPIPE' looks like a SQLSTATE.
  */
 export function sqlstateOf(err: unknown): string | undefined {
+  return serverErrorOf(err)?.code;
+}
+
+/** The HINT the server gave with the error (e.g. a migration's RAISE … USING HINT), if any. */
+export function serverHintOf(err: unknown): string | undefined {
+  const hint = serverErrorOf(err)?.hint;
+  return typeof hint === 'string' && hint !== '' ? hint : undefined;
+}
+
+/** The server's error inside `err` or its causes (drivers and node-pg-migrate wrap it). */
+function serverErrorOf(err: unknown): { code: string; hint?: unknown } | undefined {
   let current: unknown = err;
   for (let depth = 0; depth < 5 && current !== null && typeof current === 'object'; depth++) {
-    const candidate = current as { code?: unknown; severity?: unknown; cause?: unknown };
+    const candidate = current as { code?: unknown; severity?: unknown; cause?: unknown; hint?: unknown };
     const isServerError = current instanceof pg.DatabaseError || typeof candidate.severity === 'string';
     if (isServerError && typeof candidate.code === 'string' && /^[0-9A-Z]{5}$/.test(candidate.code)) {
-      return candidate.code;
+      return { code: candidate.code, hint: candidate.hint };
     }
     current = candidate.cause;
   }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { qualifiedName, quoteIdent } from '../db/quote.js';
+import type { PartitionInfo } from '../db/catalog.js';
+import { qualifiedName, quoteIdent, type QualifiedName } from '../db/quote.js';
 import { TargetError } from '../errors.js';
 import { keyVersionColumn } from './keyUsage.js';
 
@@ -13,6 +14,8 @@ export interface TargetMigrationSpec {
   registrySchema: string;
   /** How long a DDL statement may wait for its lock before failing (default 5s). */
   lockTimeout?: string;
+  /** For a partitioned table: its partitions at every level, parents first (catalog findPartitions). */
+  partitions?: readonly PartitionInfo[];
 }
 
 /** A rendered node-pg-migrate migration file. */
@@ -63,7 +66,8 @@ export function targetMigrationSql(spec: TargetMigrationSpec): { up: string[]; d
   const registry = quoteIdent(spec.registrySchema);
   const cols = spec.columns.map((c) => ({ c, q: quoteIdent(c), ...keyVersionObjectNames(spec.table, c) }));
   const timeout = spec.lockTimeout ?? '5s';
-  if ([spec.schema, spec.table, spec.registrySchema, ...spec.columns].some((n) => n.includes('$pgrekey$'))) {
+  const partitionNames = (spec.partitions ?? []).flatMap((p) => [p.schema, p.name]);
+  if ([spec.schema, spec.table, spec.registrySchema, ...spec.columns, ...partitionNames].some((n) => n.includes('$pgrekey$'))) {
     // Would end the DO block's dollar quote early; no sane name contains it.
     throw new TargetError('an identifier contains "$pgrekey$", which target migrations cannot quote');
   }
@@ -73,6 +77,15 @@ export function targetMigrationSql(spec: TargetMigrationSpec): { up: string[]; d
   // A failing DDL statement waits at most this long instead of queueing every
   // application query on the table behind its ACCESS EXCLUSIVE lock request.
   up.push(`SET lock_timeout = ${quoteLiteral(timeout)}`);
+  if (spec.partitions) {
+    // Written on PostgreSQL 18 but applied to an older server: say why before changing anything.
+    up.push(
+      `DO $pgrekey$ BEGIN\n` +
+        `  IF current_setting('server_version_num')::int < 180000 THEN\n` +
+        `    RAISE EXCEPTION '% is partitioned: adding its key-version foreign keys NOT VALID needs PostgreSQL 18 or later', ${quoteLiteral(table)};\n` +
+        `  END IF;\nEND $pgrekey$`,
+    );
+  }
   // One statement string = one implicit transaction: the columns, foreign keys
   // (NOT VALID: no scan under the lock) and triggers appear together or not at all.
   // Each part is idempotent, so re-running after a later step failed is safe.
@@ -98,24 +111,17 @@ export function targetMigrationSql(spec: TargetMigrationSpec): { up: string[]; d
   );
   // Validation scans the table but takes only SHARE UPDATE EXCLUSIVE: writes go on.
   for (const x of cols) up.push(`ALTER TABLE ${table} VALIDATE CONSTRAINT ${quoteIdent(x.foreignKey)}`);
+  // Serves "rows still to do" (version IS NULL or not the target key) and the retire check.
   for (const x of cols) {
-    const index = qualifiedName({ schema: spec.schema, name: x.index });
-    // A CREATE INDEX CONCURRENTLY that failed leaves an INVALID index behind, which
-    // IF NOT EXISTS would then keep forever: drop such a leftover before building.
-    up.push(
-      `DO $pgrekey$ BEGIN\n` +
-        `  IF EXISTS (SELECT 1 FROM pg_catalog.pg_index WHERE indexrelid = to_regclass(${quoteLiteral(index)}) AND NOT indisvalid) THEN\n` +
-        `    DROP INDEX ${index};\n` +
-        `  END IF;\nEND $pgrekey$`,
-    );
-    // Serves the rotator's "rows still to do": version IS NULL or not the target key.
-    up.push(`CREATE INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(x.index)} ON ${table} (${quoteIdent(x.versionColumn)})`);
+    up.push(...(spec.partitions ? partitionedIndexSql(spec, spec.partitions, x) : concurrentIndexSql({ schema: spec.schema, name: spec.table }, x)));
   }
   up.push('RESET lock_timeout');
 
   down.push(`SET lock_timeout = ${quoteLiteral(timeout)}`);
   for (const x of cols) {
-    down.push(`DROP INDEX CONCURRENTLY IF EXISTS ${qualifiedName({ schema: spec.schema, name: x.index })}`);
+    const index = qualifiedName({ schema: spec.schema, name: x.index });
+    // A partitioned index cannot be dropped CONCURRENTLY; dropping it drops its partitions' indexes.
+    down.push(spec.partitions ? `DROP INDEX IF EXISTS ${index}` : `DROP INDEX CONCURRENTLY IF EXISTS ${index}`);
   }
   down.push(
     [
@@ -127,6 +133,57 @@ export function targetMigrationSql(spec: TargetMigrationSpec): { up: string[]; d
   );
   down.push('RESET lock_timeout');
   return { up, down };
+}
+
+/** The names of one column's key-version objects, as targetMigrationSql uses them. */
+type ColumnObjects = ReturnType<typeof keyVersionObjectNames> & { c: string };
+
+/**
+ * `CREATE INDEX CONCURRENTLY` of `table`'s index on `x`'s key-version column.
+ * A build that failed leaves an INVALID index behind, which IF NOT EXISTS
+ * would then keep forever: such a leftover is dropped first.
+ */
+function concurrentIndexSql(table: QualifiedName, x: ColumnObjects, index = x.index): string[] {
+  const qualifiedIndex = qualifiedName({ schema: table.schema, name: index });
+  return [
+    `DO $pgrekey$ BEGIN\n` +
+      `  IF EXISTS (SELECT 1 FROM pg_catalog.pg_index WHERE indexrelid = to_regclass(${quoteLiteral(qualifiedIndex)}) AND NOT indisvalid) THEN\n` +
+      `    DROP INDEX ${qualifiedIndex};\n` +
+      `  END IF;\nEND $pgrekey$`,
+    `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(index)} ON ${qualifiedName(table)} (${quoteIdent(x.versionColumn)})`,
+  ];
+}
+
+/**
+ * A partitioned table's index cannot be built CONCURRENTLY. The lock-safe way:
+ * an index ON ONLY each partitioned level (no build, invalid until complete),
+ * each leaf's index built CONCURRENTLY, every child index attached to its
+ * parent's; the root index turns valid when the last one is attached, and
+ * partitions created later get theirs automatically. A partition added
+ * between `target add` and `migrate up` would leave the root index invalid,
+ * so the last step checks it and says what to do.
+ */
+function partitionedIndexSql(spec: TargetMigrationSpec, partitions: readonly PartitionInfo[], x: ColumnObjects): string[] {
+  const rootTable = { schema: spec.schema, name: spec.table };
+  const indexOf = (table: QualifiedName) =>
+    table.schema === spec.schema && table.name === spec.table ? x.index : keyVersionObjectNames(table.name, x.c).index;
+  const qualifiedIndexOf = (table: QualifiedName) => qualifiedName({ schema: table.schema, name: indexOf(table) });
+  const root = qualifiedIndexOf(rootTable);
+  const steps = [`CREATE INDEX IF NOT EXISTS ${quoteIdent(x.index)} ON ONLY ${qualifiedName(rootTable)} (${quoteIdent(x.versionColumn)})`];
+  for (const part of partitions) {
+    if (part.leaf) steps.push(...concurrentIndexSql(part, x, indexOf(part)));
+    else steps.push(`CREATE INDEX IF NOT EXISTS ${quoteIdent(indexOf(part))} ON ONLY ${qualifiedName(part)} (${quoteIdent(x.versionColumn)})`);
+    // Attaching an index already attached to this parent does nothing, so a re-run is safe.
+    steps.push(`ALTER INDEX ${qualifiedIndexOf(part.parent)} ATTACH PARTITION ${qualifiedIndexOf(part)}`);
+  }
+  steps.push(
+    `DO $pgrekey$ BEGIN\n` +
+      `  IF NOT (SELECT indisvalid FROM pg_catalog.pg_index WHERE indexrelid = to_regclass(${quoteLiteral(root)})) THEN\n` +
+      `    RAISE EXCEPTION 'index % is incomplete: a partition of % was created after this migration was written', ${quoteLiteral(root)}, ${quoteLiteral(qualifiedName(rootTable))}\n` +
+      `      USING HINT = 'delete this migration file, run "pg-rekey target add" again for the table, then "pg-rekey migrate up"';\n` +
+      `  END IF;\nEND $pgrekey$`,
+  );
+  return steps;
 }
 
 /** A file-name-safe form of an identifier. */
@@ -154,7 +211,7 @@ export function renderTargetMigration(spec: TargetMigrationSpec, now: Date = new
 // Generated by "pg-rekey target add". Adds, for each column c: c_key_version
 // (smallint, nullable) referencing ${spec.registrySchema}.keys (foreign key added NOT VALID,
 // then validated), a trigger that resets c_key_version to NULL when an application
-// changes c without it, and an index built CONCURRENTLY. Review it, commit it, and
+// changes c without it, and an index built CONCURRENTLY${spec.partitions ? ' (on each partition, attached to one on\n// the partitioned table)' : ''}. Review it, commit it, and
 // apply it with "pg-rekey migrate up"; re-running after a failure is safe.
 
 /** @param {import('node-pg-migrate').MigrationBuilder} pgm */

@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { sqlstateOf } from '../../db/sqlstate.js';
+import { serverHintOf, sqlstateOf } from '../../db/sqlstate.js';
 import { DatabaseError, PgRekeyError } from '../../errors.js';
 import { migrate, type MigrateResult } from '../../schema/migrate.js';
 import { migrationStatus, type MigrationState } from '../../schema/migrationStatus.js';
@@ -15,10 +15,9 @@ function asMigrationError(err: unknown): unknown {
   if (typed instanceof PgRekeyError) return typed;
   const code = sqlstateOf(err);
   if (code !== undefined || /migration/i.test((err as Error)?.message ?? '')) {
-    return new DatabaseError(
-      `migration failed: ${(err as Error).message}${code ? ` (SQLSTATE ${code})` : ''} — fix the cause and run "pg-rekey migrate up" again; completed steps are not repeated`,
-      { cause: err },
-    );
+    // The server's hint says what to do where the migration knows better than the general advice.
+    const advice = serverHintOf(err) ?? 'fix the cause and run "pg-rekey migrate up" again; completed steps are not repeated';
+    return new DatabaseError(`migration failed: ${(err as Error).message}${code ? ` (SQLSTATE ${code})` : ''} — ${advice}`, { cause: err });
   }
   return err;
 }

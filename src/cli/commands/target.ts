@@ -2,6 +2,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { FORMAT_IDS, type FormatId } from '../../config/configSchema.js';
+import { assertRelationExists, findPartitions } from '../../db/catalog.js';
 import { formatQualifiedName, parseQualifiedName } from '../../db/quote.js';
 import { UsageError } from '../../errors.js';
 import { planConfigChange } from '../../schema/addTargetToConfig.js';
@@ -82,9 +83,13 @@ export function targetCommand(wrap: Wrap): CommandModule {
             const format = argv.format ?? configured?.format;
             if (format === undefined) throw new UsageError('--format is required for a table that is not configured yet');
             // Checks the table against pg_catalog: exit 2 for a missing table, no usable key, a non-text column.
-            const resolved = await withSession(ctx, { keys: false }, (session) =>
-              resolveTarget(session.pool, { schema, table, key, columns, format }, { requireVersionColumns: false }),
-            );
+            const { resolved, partitions } = await withSession(ctx, { keys: false }, async (session) => {
+              const resolved = await resolveTarget(session.pool, { schema, table, key, columns, format }, { requireVersionColumns: false });
+              // A partitioned table's migration indexes each partition (exit 2 where that cannot work).
+              const info = await assertRelationExists(session.pool, { schema, name: table });
+              const partitions = info.kind === 'partitioned table' ? await findPartitions(session.pool, info) : undefined;
+              return { resolved, partitions };
+            });
             const { covered, lastTimestamp } = await scanMigrations(config.migrationsDir, schema, table);
             const toMigrate = columns.filter((c) => !covered.has(c));
             // A later file name than every existing one: node-pg-migrate refuses
@@ -92,7 +97,7 @@ export function targetCommand(wrap: Wrap): CommandModule {
             const stamp = new Date(Math.max(Date.now(), lastTimestamp + 1));
             const migration =
               toMigrate.length > 0
-                ? renderTargetMigration({ schema, table, columns: toMigrate, registrySchema: config.schema }, stamp)
+                ? renderTargetMigration({ schema, table, columns: toMigrate, registrySchema: config.schema, ...(partitions ? { partitions } : {}) }, stamp)
                 : null;
             const migrationPath = migration ? path.join(config.migrationsDir, migration.fileName) : null;
             const change = planConfigChange(await readFile(config.configPath, 'utf8'), config.configPath, {
