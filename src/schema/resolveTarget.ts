@@ -91,5 +91,26 @@ export async function resolveTarget(
     }
     return { name, versionColumn, hasVersionColumn };
   });
+  await assertSeesEveryRow(db, table.oid, where);
   return { name: where, schema: target.schema, table: target.table, key, columns, format: target.format };
+}
+
+/**
+ * Refuses a table whose row-level security filters what this role reads.
+ * pg-rekey would silently rotate and verify only the rows the policies show,
+ * and the old key could then be retired while other rows still need it.
+ * row_security_active() is the server's own answer for this role (owner,
+ * FORCE ROW LEVEL SECURITY, BYPASSRLS, superuser), so no rule is copied here.
+ */
+async function assertSeesEveryRow(db: Queryable, oid: number, where: string): Promise<void> {
+  const { rows } = await db.query<{ active: boolean; role: string }>(
+    'SELECT pg_catalog.row_security_active($1::oid::regclass) AS active, current_user AS role',
+    [oid],
+  );
+  if (rows[0]?.active) {
+    throw new TargetError(
+      `row-level security policies filter the rows of ${where} for role ${rows[0].role}, so pg-rekey would rotate and verify only the rows they show — ` +
+        'connect as the table owner (without FORCE ROW LEVEL SECURITY) or a role with BYPASSRLS',
+    );
+  }
 }
