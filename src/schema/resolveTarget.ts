@@ -92,6 +92,7 @@ export async function resolveTarget(
     return { name, versionColumn, hasVersionColumn };
   });
   await assertSeesEveryRow(db, table.oid, where);
+  await assertNoInheritanceChildren(db, table.oid, where);
   return { name: where, schema: target.schema, table: target.table, key, columns, format: target.format };
 }
 
@@ -111,6 +112,28 @@ async function assertSeesEveryRow(db: Queryable, oid: number, where: string): Pr
     throw new TargetError(
       `row-level security policies filter the rows of ${where} for role ${rows[0].role}, so pg-rekey would rotate and verify only the rows they show — ` +
         'connect as the table owner (without FORCE ROW LEVEL SECURITY) or a role with BYPASSRLS',
+    );
+  }
+}
+
+/**
+ * Refuses a table with (non-partition) inheritance children: a read of it
+ * includes their rows, but its unique key does not span them, so the
+ * keyset could meet the same key twice and one UPDATE by key could write a
+ * parent's value into a child's row. Partitions are fine: the key spans them.
+ */
+async function assertNoInheritanceChildren(db: Queryable, oid: number, where: string): Promise<void> {
+  const { rows } = await db.query<{ child: string }>(
+    `SELECT c.oid::regclass::text AS child
+       FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+      WHERE i.inhparent = $1 AND NOT c.relispartition
+      ORDER BY 1 LIMIT 1`,
+    [oid],
+  );
+  if (rows[0]) {
+    throw new TargetError(
+      `${where} has inheritance children (${rows[0].child}), whose rows a read of it includes but its key does not cover, so pg-rekey cannot rotate it — ` +
+        'configure each child as its own target (and keep rows out of the parent), or convert the hierarchy to declarative partitioning',
     );
   }
 }

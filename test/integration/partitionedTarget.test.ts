@@ -3,7 +3,8 @@
  * the target migration indexes every partition CONCURRENTLY and attaches the
  * indexes level by level (sub-partitions included); the rotation then runs
  * through the partitioned table like any other. A partition created between
- * `target add` and `migrate up` is caught with what to do.
+ * `target add` and `migrate up` is caught with what to do. A table with
+ * classic (INHERITS) children is refused: its key does not span them.
  */
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -134,5 +135,18 @@ describe('a partitioned target', () => {
     const events = await keyVersionIndexes('events');
     expect(events.map((i) => i.tbl)).toEqual(['events', 'events_1', 'events_2']);
     expect(events.every((i) => i.valid)).toBe(true);
+  });
+});
+
+describe('classic table inheritance', () => {
+  it('a table with inheritance children is refused (its key does not span them); a child alone is a fine target', async () => {
+    await db.current.pool.query(`
+      CREATE TABLE contacts (id bigint PRIMARY KEY, email text);
+      CREATE TABLE contacts_archived () INHERITS (contacts);`);
+    const refused = await ws.run(['target', 'add', '--table', 'public.contacts', '--columns', 'email', '--format', 'django-fernet-v1']);
+    expectExit(refused, 2);
+    expect(refused.stderr).toContain('public.contacts has inheritance children (contacts_archived)');
+    await db.current.pool.query(`ALTER TABLE contacts_archived ADD PRIMARY KEY (id)`);
+    expectExit(await ws.run(['target', 'add', '--table', 'public.contacts_archived', '--columns', 'email', '--format', 'django-fernet-v1', '--dry-run']), 0);
   });
 });
