@@ -67,6 +67,12 @@ export interface SessionOptions {
   register?: 'all' | 'none' | readonly string[];
   /** Pool size (default 4); the rotator sizes it to its workers. */
   maxConnections?: number;
+  /**
+   * The command's own checks of its input against the database (its targets),
+   * run before the first write (the key registrations above): bad input then
+   * exits with nothing written.
+   */
+  checkBeforeWriting?: (pool: pg.Pool, config: ResolvedConfig) => Promise<void>;
 }
 
 /** The actor of this CLI process: OS user and host (the database user is recorded by the server). */
@@ -97,7 +103,8 @@ export function asDatabaseError(err: unknown): unknown {
  * check the pg_rekey schema is current (SchemaMissing/Incompatible → exit 3),
  * resolve the configured keys and fingerprint them, check every fingerprint
  * against the registry (KeyMismatchError → exit 2, before anything is
- * written), then register the requested first-used keys (each an `add` run).
+ * written), run the command's checkBeforeWriting, then register the requested
+ * first-used keys (each an `add` run).
  * Runs `fn` with the session and always ends the pool.
  */
 export async function withSession<T>(
@@ -121,6 +128,7 @@ export async function withSession<T>(
     const actor = cliActor();
     let registry = await listRegisteredKeys(pool, config.schema);
     assertKeysMatch(identities, registry);
+    await options.checkBeforeWriting?.(pool, config);
     const register = options.register ?? 'none';
     if (register !== 'none') {
       if (register !== 'all') {

@@ -96,6 +96,13 @@ export async function resolveTarget(
   return { name: where, schema: target.schema, table: target.table, key, columns, format: target.format };
 }
 
+/** resolveTarget for each of `targets`, in order, demanding their version columns (rotate, verify). */
+export async function resolveTargets(db: Queryable, targets: readonly TargetConfig[]): Promise<ResolvedTarget[]> {
+  const resolved: ResolvedTarget[] = [];
+  for (const t of targets) resolved.push(await resolveTarget(db, t, { requireVersionColumns: true }));
+  return resolved;
+}
+
 /**
  * Refuses a table whose row-level security filters what this role reads.
  * pg-rekey would silently rotate and verify only the rows the policies show,

@@ -16,15 +16,11 @@ const ROWS = 500;
 const owner = `rls_owner_${randomBytes(4).toString('hex')}`;
 let ownerUrl: string;
 
-/**
- * A checksum of people and of pg-rekey's runs and ranges, to prove "nothing
- * rotated or recorded". (Registering a configured key on first use, an `add`
- * run, precedes the target checks in every command and is left out.)
- */
+/** A checksum of people and of pg-rekey's runs (key registrations included) and ranges, to prove "nothing written". */
 async function checksum(): Promise<string> {
   const { rows } = await db.current.pool.query<{ sum: string }>(
     `SELECT md5((SELECT string_agg(p::text, '|' ORDER BY id) FROM people p) ||
-                (SELECT coalesce(string_agg(r::text, '|' ORDER BY id), '') FROM pgrekey.runs r WHERE kind <> 'add') ||
+                (SELECT coalesce(string_agg(r::text, '|' ORDER BY id), '') FROM pgrekey.runs r) ||
                 (SELECT coalesce(string_agg(r::text, '|' ORDER BY id), '') FROM pgrekey.ranges r)) AS sum`,
   );
   return rows[0]!.sum;

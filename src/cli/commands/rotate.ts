@@ -5,7 +5,9 @@ import type { Codec } from '../../crypto/codec.js';
 import { quoteIdent } from '../../db/quote.js';
 import { UsageError } from '../../errors.js';
 import { requireActiveKey } from '../../schema/registry.js';
-import { resolveTarget, type ResolvedTarget } from '../../schema/resolveTarget.js';
+import { resolveTargets, type ResolvedTarget } from '../../schema/resolveTarget.js';
+import type pg from 'pg';
+import type { ResolvedConfig } from '../../config/loadConfig.js';
 import { selectAnyWorkSql } from '../../rotation/batchSql.js';
 import { dryRunTarget, type DryRunTargetReport } from '../../rotation/dryRun.js';
 import { startOrJoinRun } from '../../rotation/planRun.js';
@@ -88,9 +90,13 @@ export function rotateCommand(wrap: Wrap): CommandModule {
       // Bad input is refused before anything is opened or written.
       const settings = settingsFrom(argv);
       // A dry run writes nothing at all, not even a first-use key registration.
-      return withSession(ctx, { register: argv.dryRun ? 'none' : 'all', maxConnections: argv.workers * 2 + 2 }, (session) =>
-        argv.dryRun ? dryRun(ctx, session, argv) : rotate(ctx, session, argv, settings),
-      );
+      const sessionOptions = {
+        register: argv.dryRun ? ('none' as const) : ('all' as const),
+        maxConnections: argv.workers * 2 + 2,
+        // A target that cannot be rotated (missing, not migrated, rows hidden by RLS…) exits 2 before any key is registered.
+        checkBeforeWriting: async (pool: pg.Pool, config: ResolvedConfig) => void (await resolveTargets(pool, selectTargets(config.targets, argv.target).chosen)),
+      };
+      return withSession(ctx, sessionOptions, (session) => (argv.dryRun ? dryRun(ctx, session, argv) : rotate(ctx, session, argv, settings)));
     }
     ),
   };
@@ -101,8 +107,7 @@ async function prepare(session: Session, argv: RotateArgs, targetKeyId: string, 
   if (!session.keys.some((k) => k.id === targetKeyId)) {
     throw new UsageError(`key ${targetKeyId} is not configured here — add it to "keys" in the config file`);
   }
-  const targets: ResolvedTarget[] = [];
-  for (const t of selectTargets(session.config.targets, argv.target).chosen) targets.push(await resolveTarget(session.pool, t, { requireVersionColumns: true }));
+  const targets = await resolveTargets(session.pool, selectTargets(session.config.targets, argv.target).chosen);
   if (argv.cryptoThreads > 0) {
     // Crypto on worker threads, so reads, writes and crypto overlap on every core (see cryptoPool).
     const keyrings = [];

@@ -2,7 +2,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { createCodecFromKeyring } from '../../crypto/createCodec.js';
 import type { Codec } from '../../crypto/codec.js';
 import { UsageError } from '../../errors.js';
-import { resolveTarget, type ResolvedTarget } from '../../schema/resolveTarget.js';
+import { resolveTarget, resolveTargets, type ResolvedTarget } from '../../schema/resolveTarget.js';
 import type { SampleSpec } from '../../verify/readTarget.js';
 import { runVerify, type VerifyOutcome } from '../../verify/verify.js';
 import { ExitCode } from '../exitCodes.js';
@@ -57,7 +57,16 @@ export function verifyCommand(wrap: Wrap): CommandModule {
         }),
     handler: wrap<VerifyArgs>(async (ctx, argv) =>
       // register 'all': a key's version must exist to check hints against it.
-      withSession(ctx, { register: 'all', maxConnections: 3 }, (session) => verify(ctx, session, argv)),
+      withSession(
+        ctx,
+        {
+          register: 'all',
+          maxConnections: 3,
+          // A target that cannot be verified exits 2 before any key is registered.
+          checkBeforeWriting: async (pool, config) => void (await resolveTargets(pool, selectTargets(config.targets, argv.target).chosen)),
+        },
+        (session) => verify(ctx, session, argv),
+      ),
     ),
   };
 }
