@@ -21,6 +21,8 @@ export interface ColumnInfo {
   readonly notNull: boolean;
   /** A GENERATED … STORED column cannot be written. */
   readonly generated: boolean;
+  /** The n of varchar(n) / char(n), in characters; null for an unbounded type. */
+  readonly maxLength: number | null;
 }
 
 /** A unique index usable as a keyset: valid, not partial, no expressions, all columns NOT NULL. */
@@ -60,7 +62,8 @@ export function selectSchemaExistsSql(schema: string): Sql {
 export function selectColumnsSql(oid: number): Sql {
   return sql(
     `SELECT a.attname AS name, a.attnum, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
-            t.typname AS type_name, a.attnotnull AS not_null, a.attgenerated <> '' AS generated
+            t.typname AS type_name, a.attnotnull AS not_null, a.attgenerated <> '' AS generated,
+            CASE WHEN t.typname IN ('varchar', 'bpchar') AND a.atttypmod > 0 THEN a.atttypmod - 4 END AS max_length
        FROM pg_catalog.pg_attribute a
        JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
       WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
@@ -119,6 +122,7 @@ export async function findTable(client: Queryable, schema: string, table: string
     type_name: string;
     not_null: boolean;
     generated: boolean;
+    max_length: number | null;
   }>(selectColumnsSql(oid));
   const keys = await client.query<{ index_name: string; primary: boolean; columns: string[] }>(selectUniqueKeysSql(oid));
   return {
@@ -133,6 +137,7 @@ export async function findTable(client: Queryable, schema: string, table: string
       typeName: c.type_name,
       notNull: c.not_null,
       generated: c.generated,
+      maxLength: c.max_length,
     })),
     uniqueKeys: keys.rows.map((k) => ({ indexName: k.index_name, columns: k.columns, primary: k.primary })),
   };

@@ -27,7 +27,7 @@ export interface CryptoPoolOptions {
   /** Encrypt plaintext and ENC_V1 values too (rotate --encrypt-legacy). */
   encryptLegacy: boolean;
   keyrings: { format: Format; keys: ResolvedKey[] }[];
-  targets: readonly Pick<ResolvedTarget, 'name' | 'format'>[];
+  targets: readonly Pick<ResolvedTarget, 'name' | 'format' | 'columns'>[];
 }
 
 /**
@@ -68,7 +68,7 @@ export class CryptoPool {
       targetVersion: options.targetVersion,
       encryptLegacy: options.encryptLegacy,
       keyrings: options.keyrings,
-      targets: Object.fromEntries(options.targets.map((t) => [t.name, t.format])),
+      targets: Object.fromEntries(options.targets.map((t) => [t.name, { format: t.format, maxLengths: t.columns.map((c) => c.maxLength) }])),
     };
     // Compiled next to this file in dist/, so the worker loads as plain JS.
     const url = new URL('./cryptoWorker.js', import.meta.url);

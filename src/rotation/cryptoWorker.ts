@@ -21,8 +21,8 @@ export interface CryptoWorkerData {
   encryptLegacy: boolean;
   /** Per format, its keys primary first. */
   keyrings: { format: Format; keys: ResolvedKey[] }[];
-  /** Target name → format. */
-  targets: Record<string, Format>;
+  /** Target name → its format and its columns' length limits (see TransformContext.maxLengths). */
+  targets: Record<string, { format: Format; maxLengths: (number | null)[] }>;
 }
 
 /** A batch to transform. */
@@ -52,14 +52,15 @@ async function start(): Promise<void> {
   port.on('message', (req: CryptoRequest) => {
     let response: CryptoResponse;
     try {
-      const format = data.targets[req.target];
-      const codec = format === undefined ? undefined : codecs.get(format);
-      if (!codec) throw new Error(`no codec for target ${req.target}`);
+      const target = data.targets[req.target];
+      const codec = target === undefined ? undefined : codecs.get(target.format);
+      if (!target || !codec) throw new Error(`no codec for target ${req.target}`);
       response = { id: req.id, result: transformBatch(req.batch, {
           codec,
           targetKeyId: data.targetKeyId,
           targetVersion: data.targetVersion,
           encryptLegacy: data.encryptLegacy,
+          maxLengths: target.maxLengths,
         }) };
     } catch (err) {
       // Only name and message: codec errors never carry key material or values.

@@ -19,10 +19,16 @@ export interface TransformContext {
   without?: readonly string[];
   /** Encrypt plaintext and legacy `ENC_V1:` values too (`rotate --encrypt-legacy`). */
   encryptLegacy?: boolean;
+  /** Per encrypted column, its length limit in characters (varchar(n)), or null. */
+  maxLengths?: readonly (number | null)[];
 }
 
-/** Why a value was not rotated: a decrypt failure, or a legacy/plaintext value left alone. */
-export type RotateFailureReason = DecryptFailureReason | ForeignValueClass;
+/**
+ * Why a value was not rotated: a decrypt failure, a legacy/plaintext value left
+ * alone, or a new value longer than its varchar(n) column allows (`too-long`:
+ * for example plaintext encrypted by --encrypt-legacy, or a longer key id).
+ */
+export type RotateFailureReason = DecryptFailureReason | ForeignValueClass | 'too-long';
 
 /** A value that could not be rotated: which row and column, and why; never the value. */
 export interface ValueFailure {
@@ -83,12 +89,14 @@ export function transformBatch(batch: ReadBatch, ctx: TransformContext): Transfo
         result.alreadyDone++;
         continue;
       }
+      let stored: string;
+      let source: string;
       try {
         // Keeps the Fernet timestamp; a value already under the target key comes
         // back unchanged and only its key-version column is set.
         const next = ctx.codec.reencrypt(value, ctx.targetKeyId, options);
-        rowValues[col] = next.stored;
-        rowSources[col] = next.fromKeyId;
+        stored = next.stored;
+        source = next.fromKeyId;
       } catch (err) {
         if (!(err instanceof DecryptError)) throw err;
         const foreign = err.reason === 'wrong-format' ? classifyForeignValue(value) : undefined;
@@ -99,9 +107,17 @@ export function transformBatch(batch: ReadBatch, ctx: TransformContext): Transfo
         // A value stored before encryption (or in the keyless ENC_V1 format):
         // encrypt it under the target key; its source is recorded as the class.
         const plaintext = foreign === 'legacy' ? decodeLegacy(value)! : value;
-        rowValues[col] = ctx.codec.encrypt(plaintext, { keyId: ctx.targetKeyId });
-        rowSources[col] = foreign;
+        stored = ctx.codec.encrypt(plaintext, { keyId: ctx.targetKeyId });
+        source = foreign;
       }
+      // The server would reject the whole batch (22001); this value alone is reported and left.
+      const limit = ctx.maxLengths?.[col];
+      if (limit != null && stored.length > limit) {
+        result.failures.push({ row, column: col, reason: 'too-long' });
+        continue;
+      }
+      rowValues[col] = stored;
+      rowSources[col] = source;
       rowDigests[col] = batch.reexamined[row] ? digestOf(value) : null;
       any = true;
     }

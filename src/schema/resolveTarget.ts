@@ -19,6 +19,8 @@ export interface EncryptedColumn {
   versionColumn: string;
   /** Whether the key-version column exists yet (the target migration has run). */
   hasVersionColumn: boolean;
+  /** The column's length limit in characters (varchar(n), char(n)), or null: a new value longer cannot be written. */
+  maxLength: number | null;
 }
 
 /** A target checked against pg_catalog: everything the rotator and verify need. */
@@ -89,7 +91,7 @@ export async function resolveTarget(
         `${where}.${name} has no ${versionColumn} column — run "pg-rekey target add --table ${where} --columns ${target.columns.join(',')}" and "pg-rekey migrate up"`,
       );
     }
-    return { name, versionColumn, hasVersionColumn };
+    return { name, versionColumn, hasVersionColumn, maxLength: column.maxLength };
   });
   await assertSeesEveryRow(db, table.oid, where);
   await assertNoInheritanceChildren(db, table.oid, where);

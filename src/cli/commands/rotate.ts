@@ -122,7 +122,13 @@ async function prepare(session: Session, argv: RotateArgs, targetKeyId: string, 
     codecs.set(t.name, createCodecFromKeyring(t.format, await session.keyring(t.format, { primary: targetKeyId })));
   }
   const transform: BatchTransformer = async (target, batch) =>
-    transformBatch(batch, { codec: codecs.get(target.name)!, targetKeyId, targetVersion, encryptLegacy: argv.encryptLegacy });
+    transformBatch(batch, {
+      codec: codecs.get(target.name)!,
+      targetKeyId,
+      targetVersion,
+      encryptLegacy: argv.encryptLegacy,
+      maxLengths: target.columns.map((c) => c.maxLength),
+    });
   return { targets, transform, close: async () => {} };
 }
 
