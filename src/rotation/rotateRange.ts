@@ -8,7 +8,8 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { withTransaction } from '../db/withTransaction.js';
-import { LeaseLostError, RunConflictError } from '../errors.js';
+import { sqlstateOf } from '../db/sqlstate.js';
+import { DatabaseError, LeaseLostError, RunConflictError } from '../errors.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
 import { casUpdateSql, selectBatchSql, selectRowsByKeySql, type RowKey } from './batchSql.js';
 import { batchLength, concatBatches, rowKeyAt, sliceBatch, toReadBatch, type ReadBatch } from './readRows.js';
@@ -99,7 +100,9 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
     const counts = await withRetry(
       () => commitBatch(env, target, range, batch, result, checkpoint, keysetDone && !aborted),
       env.retry,
-    );
+    ).catch((err: unknown) => {
+      throw asBatchRejected(err, target);
+    });
     // Rows that lost the race are read again (they now hold the application's
     // value) a few times; beyond that the next run picks them up.
     pending = counts.lost.filter((key) => {
@@ -120,6 +123,23 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
     if (aborted) return 'aborted';
     if (keysetDone && pending.length === 0) return 'done';
   }
+}
+
+/**
+ * The table itself refusing a batch — a constraint, a trigger of the
+ * application, a value the column cannot hold (SQLSTATE classes 22, 23, P0) —
+ * is not a bug in pg-rekey: it becomes a DatabaseError (exit 69) that says
+ * the batch rolled back and the next run resumes from the last checkpoint.
+ * Only the server's primary message is kept: its DETAIL may show row values.
+ */
+function asBatchRejected(err: unknown, target: ResolvedTarget): unknown {
+  const code = sqlstateOf(err);
+  if (code === undefined || !/^(22|23|P0)/.test(code)) return err;
+  return new DatabaseError(
+    `the database rejected a batch of ${target.name}: ${(err as Error).message} (SQLSTATE ${code}); the batch was rolled back, ` +
+      'nothing of it was written — fix the cause (a constraint or trigger on the table?) and run rotate again: it resumes from the last checkpoint',
+    { cause: err },
+  );
 }
 
 /** Commits one batch; returns its counters and the keys of rows that lost the compare-and-swap. */

@@ -3,6 +3,8 @@
  * --encrypt-legacy encrypts) would make the server reject its whole batch, and
  * every re-run would stop at the same batch. Such a value is reported as
  * `too-long` by row key, left as it is, and the rest of the table rotates.
+ * A batch the table itself rejects (here an application trigger) is not a
+ * pg-rekey bug: exit 69 with what to do, and the next run resumes.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from '../helpers/database.js';
@@ -36,6 +38,24 @@ describe('a new value too long for its column', () => {
     expectExit(result, 1);
     const people = JSON.parse(result.stdout).targets[0];
     expect(people.failuresByReason).toEqual({ mobno: { 'too-long': 2 } });
+  });
+
+  it('a batch the table itself rejects (an application trigger) exits 69, rolled back; the next run resumes', async () => {
+    await db.current.pool.query(`
+      CREATE FUNCTION refuse_row_500() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.id = 500 THEN RAISE EXCEPTION 'row 500 is frozen by the application'; END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER refuse_row_500 BEFORE UPDATE ON people FOR EACH ROW EXECUTE FUNCTION refuse_row_500();`);
+    const refused = await ws.run(['rotate', '--encrypt-legacy', '--batch-size', '100', '--workers', '1']);
+    expectExit(refused, 69);
+    expect(refused.stderr).toContain('the database rejected a batch of public.people: row 500 is frozen by the application (SQLSTATE P0001)');
+    expect(refused.stderr).toContain('run rotate again: it resumes from the last checkpoint');
+    // Its batch (rows 401–500) rolled back; the batches before it committed.
+    const done = await db.current.pool.query<{ id: string }>(`SELECT id FROM people WHERE email_key_version IS NOT NULL ORDER BY id`);
+    expect(done.rows.map((r) => Number(r.id))).toEqual(Array.from({ length: 400 }, (_, i) => i + 1));
+    await db.current.pool.query(`DROP TRIGGER refuse_row_500 ON people`);
   });
 
   it('is reported by row key and left alone; the rest rotates; exit 1', async () => {
