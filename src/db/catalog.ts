@@ -6,7 +6,7 @@
  */
 
 import { TargetError } from '../errors.js';
-import { formatIdent, formatQualifiedName, type QualifiedName } from './quote.js';
+import { formatIdent, formatQualifiedName, qualifiedName, type QualifiedName } from './quote.js';
 import { sql, type Sql } from './sql.js';
 import type { Queryable } from './withTransaction.js';
 
@@ -220,4 +220,21 @@ export async function findPartitions(client: Queryable, table: TableInfo): Promi
     parent: { schema: r.parent_schema, name: r.parent_name },
     leaf: r.leaf,
   }));
+}
+
+/**
+ * The planner's row estimate of a table: pg_class.reltuples (-1 when never
+ * analysed) and relpages. For a partitioned table, the sums over its leaf
+ * partitions: the partitioned table's own reltuples stays -1 because
+ * autovacuum never analyses it. `tuples` is -1 when any leaf was never analysed.
+ */
+export function selectRowEstimateSql(qualified: QualifiedName): Sql {
+  return sql(
+    `SELECT CASE WHEN bool_and(c.reltuples >= 0) THEN sum(c.reltuples) ELSE -1 END::float8 AS tuples,
+            coalesce(sum(c.relpages), 0)::float8 AS pages
+       FROM pg_catalog.pg_class c
+      WHERE (c.oid = to_regclass($1) AND c.relkind <> 'p')
+         OR c.oid IN (SELECT relid FROM pg_catalog.pg_partition_tree(to_regclass($1)) WHERE isleaf)`,
+    [qualifiedName(qualified)],
+  );
 }

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { selectRowEstimateSql } from '../db/catalog.js';
 import { qualifiedName, quoteIdent } from '../db/quote.js';
 import { sql, type Sql } from '../db/sql.js';
 import { sqlstateOf } from '../db/sqlstate.js';
@@ -67,14 +68,6 @@ function insertRotationRunSql(schema: string, run: NewRun): Sql {
   );
 }
 
-function selectEstimateSql(target: ResolvedTarget): Sql {
-  return sql(
-    `SELECT reltuples::float8 AS tuples, relpages::float8 AS pages FROM pg_catalog.pg_class
-      WHERE oid = to_regclass($1)`,
-    [qualifiedName({ schema: target.schema, name: target.table })],
-  );
-}
-
 /**
  * The upper key of each of `tiles` equal slices of a block sample of the table.
  * A sample keeps planning cheap on a big table; uneven slices only cost balance.
@@ -103,7 +96,7 @@ function insertRangeSql(schema: string, runId: number, target: string, ordinal: 
 
 /** Splits a target's key space into ranges from its estimated size and a sample of its keys. */
 async function planRanges(client: Queryable, schema: string, runId: number, target: ResolvedTarget): Promise<number> {
-  const est = (await client.query<{ tuples: number; pages: number }>(selectEstimateSql(target))).rows[0];
+  const est = (await client.query<{ tuples: number; pages: number }>(selectRowEstimateSql({ schema: target.schema, name: target.table }))).rows[0];
   // reltuples is -1 on a table never analyzed; then assume a modest size.
   const estimate = est && est.tuples >= 0 ? est.tuples : Math.max(0, (est?.pages ?? 0) * 50);
   const fewest = Math.min(MIN_RANGES, Math.ceil(estimate / MIN_ROWS_PER_RANGE));

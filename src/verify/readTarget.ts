@@ -10,11 +10,12 @@
  */
 import type pg from 'pg';
 import Cursor from 'pg-cursor';
+import { selectRowEstimateSql } from '../db/catalog.js';
 import { withTransaction } from '../db/withTransaction.js';
 import { selectBatchSql, type RowKey } from '../rotation/batchSql.js';
 import { toReadRows, type ReadRow } from '../rotation/readRows.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
-import { compareKeysSql, selectCountSql, selectEstimatedRowsSql, selectWindowStartsSql } from './verifySql.js';
+import { compareKeysSql, selectCountSql, selectWindowStartsSql } from './verifySql.js';
 
 /** Receives each page of rows, in key order. */
 export type OnRows = (rows: ReadRow[]) => Promise<void> | void;
@@ -107,7 +108,7 @@ export async function readSampleRows(
   seed: number,
   onRows: OnRows,
 ): Promise<SampleReport> {
-  let estimate = Number((await client.query<{ estimate: number }>(selectEstimatedRowsSql(target))).rows[0]?.estimate ?? -1);
+  let estimate = Number((await client.query<{ tuples: number }>(selectRowEstimateSql({ schema: target.schema, name: target.table }))).rows[0]?.tuples ?? -1);
   // reltuples is -1 before the first ANALYZE; then count once (a seq scan, no decryption).
   if (!(estimate >= 0)) estimate = Number((await client.query<{ estimate: number }>(selectCountSql(target))).rows[0]!.estimate);
   const requested = 'rows' in spec ? spec.rows : Math.ceil((estimate * spec.percent) / 100);

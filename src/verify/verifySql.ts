@@ -15,10 +15,6 @@ function tableOf(target: ResolvedTarget): string {
   return qualifiedName({ schema: target.schema, name: target.table });
 }
 
-/** The planner's row estimate (pg_class.reltuples; -1 when never analysed). */
-export function selectEstimatedRowsSql(target: ResolvedTarget): Sql {
-  return sql(`SELECT reltuples::float8 AS estimate FROM pg_catalog.pg_class WHERE oid = $1::regclass`, [tableOf(target)]);
-}
 
 /** An exact count, used only when the table was never analysed. */
 export function selectCountSql(target: ResolvedTarget): Sql {
