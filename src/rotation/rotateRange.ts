@@ -101,7 +101,7 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
       () => commitBatch(env, target, range, batch, result, checkpoint, keysetDone && !aborted),
       env.retry,
     ).catch((err: unknown) => {
-      throw asBatchRejected(err, target);
+      throw asBatchRejected(err, target, [...batch.values.flat(), ...result.values.flat()]);
     });
     // Rows that lost the race are read again (they now hold the application's
     // value) a few times; beyond that the next run picks them up.
@@ -130,16 +130,28 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
  * application, a value the column cannot hold (SQLSTATE classes 22, 23, P0) —
  * is not a bug in pg-rekey: it becomes a DatabaseError (exit 69) that says
  * the batch rolled back and the next run resumes from the last checkpoint.
- * Only the server's primary message is kept: its DETAIL may show row values.
+ * Only the server's primary message is kept (its DETAIL may show the row), and
+ * any value of the batch in it is blanked: an application trigger may well
+ * RAISE with NEW.email in its message.
  */
-function asBatchRejected(err: unknown, target: ResolvedTarget): unknown {
+function asBatchRejected(err: unknown, target: ResolvedTarget, batchValues: readonly (string | null)[]): unknown {
   const code = sqlstateOf(err);
   if (code === undefined || !/^(22|23|P0)/.test(code)) return err;
   return new DatabaseError(
-    `the database rejected a batch of ${target.name}: ${(err as Error).message} (SQLSTATE ${code}); the batch was rolled back, ` +
+    `the database rejected a batch of ${target.name}: ${redactValues((err as Error).message, batchValues)} (SQLSTATE ${code}); the batch was rolled back, ` +
       'nothing of it was written — fix the cause (a constraint or trigger on the table?) and run rotate again: it resumes from the last checkpoint',
     { cause: err },
   );
+}
+
+/** `text` with every occurrence of one of `values` (old or new ciphertexts, legacy plaintexts) replaced by "[a value]". */
+export function redactValues(text: string, values: readonly (string | null)[]): string {
+  let redacted = text;
+  // Longest first, so a value that contains another is blanked whole. Values of
+  // a few characters could be ordinary words of the message; no secret is that short.
+  const candidates = [...new Set(values)].filter((v): v is string => v !== null && v.length >= 6).sort((a, b) => b.length - a.length);
+  for (const value of candidates) if (redacted.includes(value)) redacted = redacted.split(value).join('[a value]');
+  return redacted;
 }
 
 /** Commits one batch; returns its counters and the keys of rows that lost the compare-and-swap. */

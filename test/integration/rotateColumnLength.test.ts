@@ -44,13 +44,17 @@ describe('a new value too long for its column', () => {
     await db.current.pool.query(`
       CREATE FUNCTION refuse_row_500() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
-        IF NEW.id = 500 THEN RAISE EXCEPTION 'row 500 is frozen by the application'; END IF;
+        IF NEW.id = 500 THEN RAISE EXCEPTION 'row 500 is frozen by the application (email %, was %)', NEW.email, OLD.email; END IF;
         RETURN NEW;
       END $$;
       CREATE TRIGGER refuse_row_500 BEFORE UPDATE ON people FOR EACH ROW EXECUTE FUNCTION refuse_row_500();`);
     const refused = await ws.run(['rotate', '--encrypt-legacy', '--batch-size', '100', '--workers', '1']);
     expectExit(refused, 69);
-    expect(refused.stderr).toContain('the database rejected a batch of public.people: row 500 is frozen by the application (SQLSTATE P0001)');
+    // The trigger's message named both ciphertexts: they are blanked.
+    expect(refused.stderr).toContain(
+      'the database rejected a batch of public.people: row 500 is frozen by the application (email [a value], was [a value]) (SQLSTATE P0001)',
+    );
+    expect(refused.stderr).not.toContain('FERNET_V1:');
     expect(refused.stderr).toContain('run rotate again: it resumes from the last checkpoint');
     // Its batch (rows 401–500) rolled back; the batches before it committed.
     const done = await db.current.pool.query<{ id: string }>(`SELECT id FROM people WHERE email_key_version IS NOT NULL ORDER BY id`);
