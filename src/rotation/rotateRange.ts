@@ -8,12 +8,12 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { withTransaction } from '../db/withTransaction.js';
-import { sqlstateOf } from '../db/sqlstate.js';
-import { DatabaseError, LeaseLostError, RunConflictError } from '../errors.js';
+import { LeaseLostError, RunConflictError } from '../errors.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
 import { casUpdateSql, selectBatchSql, selectRowsByKeySql, type RowKey } from './batchSql.js';
 import { batchLength, concatBatches, rowKeyAt, sliceBatch, toReadBatch, type ReadBatch } from './readRows.js';
 import { addConflictsSql, advanceCheckpointSql, insertFailuresSql, lockOpenRunSql, releaseRangeSql, type BatchCounts, type ClaimedRange } from './rangesSql.js';
+import { asBatchRejected } from './rejectedBatch.js';
 import { withRetry, type RetryPolicy } from './retry.js';
 import type { Throttle } from './throttle.js';
 import { writesOf, type TransformResult } from './transformBatch.js';
@@ -123,35 +123,6 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
     if (aborted) return 'aborted';
     if (keysetDone && pending.length === 0) return 'done';
   }
-}
-
-/**
- * The table itself refusing a batch — a constraint, a trigger of the
- * application, a value the column cannot hold (SQLSTATE classes 22, 23, P0) —
- * is not a bug in pg-rekey: it becomes a DatabaseError (exit 69) that says
- * the batch rolled back and the next run resumes from the last checkpoint.
- * Only the server's primary message is kept (its DETAIL may show the row), and
- * any value of the batch in it is blanked: an application trigger may well
- * RAISE with NEW.email in its message.
- */
-function asBatchRejected(err: unknown, target: ResolvedTarget, batchValues: readonly (string | null)[]): unknown {
-  const code = sqlstateOf(err);
-  if (code === undefined || !/^(22|23|P0)/.test(code)) return err;
-  return new DatabaseError(
-    `the database rejected a batch of ${target.name}: ${redactValues((err as Error).message, batchValues)} (SQLSTATE ${code}); the batch was rolled back, ` +
-      'nothing of it was written — fix the cause (a constraint or trigger on the table?) and run rotate again: it resumes from the last checkpoint',
-    { cause: err },
-  );
-}
-
-/** `text` with every occurrence of one of `values` (old or new ciphertexts, legacy plaintexts) replaced by "[a value]". */
-export function redactValues(text: string, values: readonly (string | null)[]): string {
-  let redacted = text;
-  // Longest first, so a value that contains another is blanked whole. Values of
-  // a few characters could be ordinary words of the message; no secret is that short.
-  const candidates = [...new Set(values)].filter((v): v is string => v !== null && v.length >= 6).sort((a, b) => b.length - a.length);
-  for (const value of candidates) if (redacted.includes(value)) redacted = redacted.split(value).join('[a value]');
-  return redacted;
 }
 
 /** Commits one batch; returns its counters and the keys of rows that lost the compare-and-swap. */
