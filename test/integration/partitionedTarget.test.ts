@@ -120,9 +120,11 @@ describe('a partitioned target', () => {
 
   it('a partition created between "target add" and "migrate up" stops the migration with what to do; redoing it completes', async () => {
     const pool = db.current.pool;
+    // One partition in another schema: its index is created and attached there.
     await pool.query(`
+      CREATE SCHEMA archive;
       CREATE TABLE events (id bigint PRIMARY KEY, email text) PARTITION BY RANGE (id);
-      CREATE TABLE events_1 PARTITION OF events FOR VALUES FROM (1) TO (1000);`);
+      CREATE TABLE archive.events_1 PARTITION OF events FOR VALUES FROM (1) TO (1000);`);
     expectExit(await ws.run(['target', 'add', '--table', 'public.events', '--columns', 'email', '--format', 'django-fernet-v1']), 0);
     await pool.query(`CREATE TABLE events_2 PARTITION OF events FOR VALUES FROM (1000) TO (2000)`);
 
@@ -141,7 +143,11 @@ describe('a partitioned target', () => {
     expectExit(await ws.run(['target', 'add', '--table', 'public.events', '--columns', 'email', '--format', 'django-fernet-v1']), 0);
     expectExit(await ws.run(['migrate', 'up']), 0);
     const events = await keyVersionIndexes('events');
-    expect(events.map((i) => i.tbl)).toEqual(['events', 'events_1', 'events_2']);
+    expect(events.map((i) => [i.tbl, i.idx])).toEqual([
+      ['archive.events_1', 'archive.events_1_email_kv_idx'],
+      ['events', 'events_email_kv_idx'],
+      ['events_2', 'events_2_email_kv_idx'],
+    ]);
     expect(events.every((i) => i.valid)).toBe(true);
   });
 });
