@@ -1,6 +1,8 @@
 import { hostname, userInfo } from 'node:os';
 import type pg from 'pg';
 import type { ResolvedConfig } from '../config/loadConfig.js';
+import { selectTargets } from '../config/selectTargets.js';
+import { resolveTargets } from '../schema/resolveTarget.js';
 import { fingerprintSecretAsync } from '../crypto/fingerprint.js';
 import type { Format } from '../crypto/formats.js';
 import { getFormatHandler } from '../crypto/getFormatHandler.js';
@@ -73,6 +75,13 @@ export interface SessionOptions {
    * exits with nothing written.
    */
   checkBeforeWriting?: (pool: pg.Pool, config: ResolvedConfig) => Promise<void>;
+}
+
+/** checkBeforeWriting of the commands on targets (rotate, verify): the chosen targets resolve, else exit 2. */
+export function checkChosenTargets(filters: readonly string[] | undefined): NonNullable<SessionOptions['checkBeforeWriting']> {
+  return async (pool, config) => {
+    await resolveTargets(pool, selectTargets(config.targets, filters).chosen);
+  };
 }
 
 /** The actor of this CLI process: OS user and host (the database user is recorded by the server). */

@@ -6,8 +6,6 @@ import { quoteIdent } from '../../db/quote.js';
 import { UsageError } from '../../errors.js';
 import { requireActiveKey } from '../../schema/registry.js';
 import { resolveTargets, type ResolvedTarget } from '../../schema/resolveTarget.js';
-import type pg from 'pg';
-import type { ResolvedConfig } from '../../config/loadConfig.js';
 import { selectAnyWorkSql } from '../../rotation/batchSql.js';
 import { dryRunTarget, type DryRunTargetReport } from '../../rotation/dryRun.js';
 import { startOrJoinRun } from '../../rotation/planRun.js';
@@ -21,7 +19,7 @@ import { ExitCode } from '../exitCodes.js';
 import { formatTable } from '../output.js';
 import { parseDuration } from '../parseDuration.js';
 import { createProgressReporter } from '../progressReporter.js';
-import { withSession, type Session } from '../session.js';
+import { checkChosenTargets, withSession, type Session } from '../session.js';
 import type { CommandContext } from '../context.js';
 import type { Wrap } from './index.js';
 import { selectTargets } from '../../config/selectTargets.js';
@@ -94,7 +92,7 @@ export function rotateCommand(wrap: Wrap): CommandModule {
         register: argv.dryRun ? ('none' as const) : ('all' as const),
         maxConnections: argv.workers * 2 + 2,
         // A target that cannot be rotated (missing, not migrated, rows hidden by RLS…) exits 2 before any key is registered.
-        checkBeforeWriting: async (pool: pg.Pool, config: ResolvedConfig) => void (await resolveTargets(pool, selectTargets(config.targets, argv.target).chosen)),
+        checkBeforeWriting: checkChosenTargets(argv.target),
       };
       return withSession(ctx, sessionOptions, (session) => (argv.dryRun ? dryRun(ctx, session, argv) : rotate(ctx, session, argv, settings)));
     }

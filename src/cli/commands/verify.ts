@@ -2,12 +2,12 @@ import type { Argv, CommandModule } from 'yargs';
 import { createCodecFromKeyring } from '../../crypto/createCodec.js';
 import type { Codec } from '../../crypto/codec.js';
 import { UsageError } from '../../errors.js';
-import { resolveTarget, resolveTargets, type ResolvedTarget } from '../../schema/resolveTarget.js';
+import { resolveTarget, type ResolvedTarget } from '../../schema/resolveTarget.js';
 import type { SampleSpec } from '../../verify/readTarget.js';
 import { runVerify, type VerifyOutcome } from '../../verify/verify.js';
 import { ExitCode } from '../exitCodes.js';
 import { formatTable } from '../output.js';
-import { withSession, type Session } from '../session.js';
+import { checkChosenTargets, withSession, type Session } from '../session.js';
 import type { CommandContext } from '../context.js';
 import type { Wrap } from './index.js';
 import { selectTargets } from '../../config/selectTargets.js';
@@ -63,7 +63,7 @@ export function verifyCommand(wrap: Wrap): CommandModule {
           register: 'all',
           maxConnections: 3,
           // A target that cannot be verified exits 2 before any key is registered.
-          checkBeforeWriting: async (pool, config) => void (await resolveTargets(pool, selectTargets(config.targets, argv.target).chosen)),
+          checkBeforeWriting: checkChosenTargets(argv.target),
         },
         (session) => verify(ctx, session, argv),
       ),
