@@ -33,6 +33,9 @@ const HELP = `Usage: npm run bench -- [options]
   --quick               --skip-manual --skip-rss --skip-verify-sizes
   --only verify         only the separate verify measurements (seed, rotate, verify per size)
   --profile DIR         write a CPU profile of the rotate run (d) to DIR
+  --what-if no-version-fks
+                        measure rotate with the key-version foreign keys dropped on each copy: a
+                        schema pg-rekey does not create, to weigh that design change (DESIGN §3)
   --rotate-args …       pass the rest of the command line to every pg-rekey rotate
   --help                this text
 `;
@@ -47,8 +50,17 @@ interface Args {
   skipManual: boolean;
   skipRss: boolean;
   profileDir: string | undefined;
+  whatIf: keyof typeof WHAT_IFS | undefined;
   rotateArgs: string[];
 }
+
+/** Schema variants --what-if can measure: not what pg-rekey installs, only to weigh a design change. */
+const WHAT_IFS = {
+  'no-version-fks': {
+    describe: 'key-version foreign keys dropped',
+    sql: 'ALTER TABLE people DROP CONSTRAINT people_email_kv_fkey, DROP CONSTRAINT people_mobno_kv_fkey',
+  },
+} as const;
 
 function parseArgs(argv: string[]): Args {
   const args: Args = {
@@ -61,6 +73,7 @@ function parseArgs(argv: string[]): Args {
     skipManual: false,
     skipRss: false,
     profileDir: undefined,
+    whatIf: undefined,
     rotateArgs: [],
   };
   for (let i = 0; i < argv.length; i++) {
@@ -87,6 +100,11 @@ function parseArgs(argv: string[]): Args {
       process.exit(0);
     }
     else if (a === '--profile') args.profileDir = value();
+    else if (a === '--what-if') {
+      const v = value();
+      if (!(v in WHAT_IFS)) throw new Error(`--what-if takes ${Object.keys(WHAT_IFS).join(', ')}, not ${v}`);
+      args.whatIf = v as keyof typeof WHAT_IFS;
+    }
     else if (a === '--rotate-args') args.rotateArgs = argv.splice(i + 1);
     else throw new Error(`unknown option ${a}`);
   }
@@ -139,9 +157,15 @@ async function main(): Promise<void> {
     const runs: RotateTiming[] = [];
     for (let i = 0; i < repeat; i++) {
       log(`${at}: pg-rekey rotate of ${rows} rows${repeat > 1 ? ` (run ${i + 1} of ${repeat})` : ''}…`);
-      const run = await measureRotate(server.adminUrl, ready, name, rows, args.rotateArgs, i === 0 ? profileDir : undefined, server.kind === 'embedded', i > 0 ? undefined : async (url) => {
-        log(`${at}: pg-rekey verify of the rotated table…`);
-        verify = await measureVerify(url, ready.workspace, rows, []);
+      const run = await measureRotate(server.adminUrl, ready, name, rows, {
+        extraArgs: args.rotateArgs,
+        profileDir: i === 0 ? profileDir : undefined,
+        serverIsLocal: server.kind === 'embedded',
+        prepareSql: args.whatIf ? WHAT_IFS[args.whatIf].sql : undefined,
+        after: i > 0 ? undefined : async (url) => {
+          log(`${at}: pg-rekey verify of the rotated table…`);
+          verify = await measureVerify(url, ready.workspace, rows, []);
+        },
       });
       log(`${at}: rotate ${perSecond(rows, run.wallMs)} rows/s, peak RSS ${run.peakRssKiB} KiB`);
       runs.push(run);
@@ -228,6 +252,7 @@ async function main(): Promise<void> {
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryMiB: Math.round(totalmem() / 2 ** 20), node: process.version },
       server: server.kind,
       rotateArgs: args.rotateArgs,
+      whatIf: args.whatIf ? WHAT_IFS[args.whatIf].describe : undefined,
       manual,
       crypto,
       single,

@@ -15,6 +15,8 @@ export interface BenchReport {
   /** `verify` when only the verify measurements ran (then crypto, single and rotate are absent). */
   only: 'verify' | undefined;
   rotateArgs: string[];
+  /** A what-if schema variant (--what-if), described; undefined for pg-rekey's own schema. */
+  whatIf: string | undefined;
   manual: Timing | undefined;
   crypto: Timing | undefined;
   single: Timing | undefined;
@@ -137,6 +139,7 @@ export function formatReport(r: BenchReport): string {
   return [
     `pg-rekey benchmark: ${r.only === 'verify' ? 'verify only' : `${fmt(r.rows)} rows`}, ${r.machine.cpus} × ${r.machine.cpuModel}, Node ${r.machine.node}, ${r.server} PostgreSQL`,
     r.rotateArgs.length > 0 ? `rotate args: ${r.rotateArgs.join(' ')}` : 'rotate: defaults; verify: defaults',
+    ...(r.whatIf ? [`WHAT-IF, not pg-rekey's schema: rotate measured with ${r.whatIf}`] : []),
     ...(main.length > 0 ? ['', ...main] : []),
     ...verifySection(r.verify),
   ].join('\n');

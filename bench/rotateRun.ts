@@ -51,18 +51,25 @@ export interface RotateTiming {
  * checks every row; `after` (e.g. a verify measurement) runs on the rotated copy
  * before it is dropped.
  */
-export async function measureRotate(
-  adminUrl: string,
-  ready: ReadyTemplate,
-  name: string,
-  rows: number,
-  extraArgs: readonly string[],
-  profileDir: string | undefined,
-  serverIsLocal: boolean,
-  after?: (url: string) => Promise<void>,
-): Promise<RotateTiming> {
+/** How a measured rotate runs, besides the table. */
+export interface RotateRunOptions {
+  /** Passed to every `pg-rekey rotate` after `--json`. */
+  extraArgs: readonly string[];
+  /** Write a CPU profile of the CLI here. */
+  profileDir?: string | undefined;
+  /** The server runs on this machine (embedded): measure its CPU too. */
+  serverIsLocal: boolean;
+  /** SQL run on the fresh copy before the rotate (a what-if variant of the schema). */
+  prepareSql?: string | undefined;
+  /** Runs on the rotated copy before it is dropped (e.g. a verify measurement). */
+  after?: ((url: string) => Promise<void>) | undefined;
+}
+
+export async function measureRotate(adminUrl: string, ready: ReadyTemplate, name: string, rows: number, options: RotateRunOptions): Promise<RotateTiming> {
+  const { extraArgs, profileDir, serverIsLocal, prepareSql, after } = options;
   const url = await createDatabase(adminUrl, name, ready.name);
   try {
+    if (prepareSql) await withDb(url, (pool) => pool.query(prepareSql));
     const env = { ...ready.workspace.env, DATABASE_URL: url };
     const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
     const serverCpuBefore = serverIsLocal ? postgresCpuSeconds() : null;
