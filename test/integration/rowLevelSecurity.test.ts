@@ -47,10 +47,10 @@ beforeAll(async () => {
 afterAll(() => ws?.cleanup());
 
 describe('row-level security', () => {
-  it('a role the policies filter: rotate, its dry run and verify exit 2 and write nothing', async () => {
+  it('a role the policies filter: rotate, its dry run, verify and keys retire exit 2 and write nothing', async () => {
     await db.current.pool.query('ALTER TABLE people FORCE ROW LEVEL SECURITY');
     const before = await checksum();
-    for (const args of [['rotate'], ['rotate', '--dry-run'], ['verify']]) {
+    for (const args of [['rotate'], ['rotate', '--dry-run'], ['verify'], ['keys', 'retire', 'old', '--reason', 'test']]) {
       const result = await ws.run(args, { env: { DATABASE_URL: ownerUrl } });
       expectExit(result, 2);
       expect(result.stderr).toContain(`row-level security policies filter the rows of public.people for role ${owner}`);
