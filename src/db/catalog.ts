@@ -166,6 +166,55 @@ export function assertColumn(table: TableInfo, column: string): ColumnInfo {
   return found;
 }
 
+/** Whether row-level security filters what the current role reads of the relation, by the server's own rules. */
+export function selectRowSecurityActiveSql(oid: number): Sql {
+  return sql('SELECT pg_catalog.row_security_active($1::oid::regclass) AS active, current_user AS role', [oid]);
+}
+
+/** One (non-partition) inheritance child of a relation, if it has any. */
+export function selectInheritanceChildSql(oid: number): Sql {
+  return sql(
+    `SELECT c.oid::regclass::text AS child
+       FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+      WHERE i.inhparent = $1 AND NOT c.relispartition
+      ORDER BY 1 LIMIT 1`,
+    [oid],
+  );
+}
+
+/**
+ * Refuses a table of which a read would not cover exactly its rows: one whose
+ * row-level security filters this role (rotate and verify would see only the
+ * rows the policies show, and the old key could be retired while the others
+ * still need it; row_security_active() weighs owner, FORCE, BYPASSRLS and
+ * superuser, so no rule is copied here), or one with classic inheritance
+ * children (a read includes their rows but its unique key does not span them:
+ * the keyset could meet a key twice, and an UPDATE by key could write a
+ * parent's value into a child's row). Partitions are fine: their key spans the tree.
+ */
+export async function assertWholeTableVisible(client: Queryable, table: TableInfo): Promise<void> {
+  const where = formatQualifiedName(table);
+  const security = (await client.query<{ active: boolean; role: string }>(selectRowSecurityActiveSql(table.oid))).rows[0];
+  if (security?.active) {
+    throw new TargetError(
+      `row-level security policies filter the rows of ${where} for role ${security.role}, so pg-rekey would rotate and verify only the rows they show — ` +
+        'connect as the table owner (without FORCE ROW LEVEL SECURITY) or a role with BYPASSRLS',
+    );
+  }
+  const child = (await client.query<{ child: string }>(selectInheritanceChildSql(table.oid))).rows[0];
+  if (child) {
+    throw new TargetError(
+      `${where} has inheritance children (${child.child}), whose rows a read of it includes but its key does not cover, so pg-rekey cannot rotate it — ` +
+        'configure each child as its own target (and keep rows out of the parent), or convert the hierarchy to declarative partitioning',
+    );
+  }
+}
+
+/** The server's version as a number, e.g. 180004 for 18.4. */
+export function selectServerVersionSql(): Sql {
+  return sql(`SELECT current_setting('server_version_num')::int AS num`);
+}
+
 /** A member of a partitioned table's tree below the root: a leaf, or a partitioned table itself. */
 export interface PartitionInfo extends QualifiedName {
   readonly parent: QualifiedName;
@@ -197,7 +246,7 @@ export function selectPartitionsSql(oid: number): Sql {
  */
 export async function findPartitions(client: Queryable, table: TableInfo): Promise<PartitionInfo[]> {
   const where = formatQualifiedName(table);
-  const version = await client.query<{ num: number }>(`SELECT current_setting('server_version_num')::int AS num`);
+  const version = await client.query<{ num: number }>(selectServerVersionSql());
   if (version.rows[0]!.num < 180000) {
     throw new TargetError(
       `${where} is partitioned, and before PostgreSQL 18 (this server is ${Math.floor(version.rows[0]!.num / 10000)}) ` +

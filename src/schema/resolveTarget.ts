@@ -1,6 +1,6 @@
 import type { FormatId } from '../config/configSchema.js';
 import type { TargetConfig } from '../config/loadConfig.js';
-import { assertColumn, assertRelationExists, type ColumnInfo, type TableInfo } from '../db/catalog.js';
+import { assertColumn, assertRelationExists, assertWholeTableVisible, type ColumnInfo, type TableInfo } from '../db/catalog.js';
 import { formatQualifiedName } from '../db/quote.js';
 import type { Queryable } from '../db/withTransaction.js';
 import { TargetError } from '../errors.js';
@@ -66,7 +66,8 @@ function chooseKey(table: TableInfo, requested: readonly string[] | undefined): 
 
 /**
  * Resolves a configured target against pg_catalog: the table exists, the key
- * is a unique NOT NULL key, the encrypted columns are text. `requireVersionColumns`
+ * is a unique NOT NULL key, the encrypted columns are text, and a read of it
+ * sees exactly its rows (assertWholeTableVisible). `requireVersionColumns`
  * additionally demands the target migration has been applied.
  */
 export async function resolveTarget(
@@ -93,56 +94,13 @@ export async function resolveTarget(
     }
     return { name, versionColumn, hasVersionColumn, maxLength: column.maxLength };
   });
-  await assertSeesEveryRow(db, table.oid, where);
-  await assertNoInheritanceChildren(db, table.oid, where);
+  await assertWholeTableVisible(db, table);
   return { name: where, schema: target.schema, table: target.table, key, columns, format: target.format };
 }
 
-/** resolveTarget for each of `targets`, in order, demanding their version columns (rotate, verify). */
+/** resolveTarget for each of `targets`, in order, demanding their version columns (rotate, verify, keys retire). */
 export async function resolveTargets(db: Queryable, targets: readonly TargetConfig[]): Promise<ResolvedTarget[]> {
   const resolved: ResolvedTarget[] = [];
   for (const t of targets) resolved.push(await resolveTarget(db, t, { requireVersionColumns: true }));
   return resolved;
-}
-
-/**
- * Refuses a table whose row-level security filters what this role reads.
- * pg-rekey would silently rotate and verify only the rows the policies show,
- * and the old key could then be retired while other rows still need it.
- * row_security_active() is the server's own answer for this role (owner,
- * FORCE ROW LEVEL SECURITY, BYPASSRLS, superuser), so no rule is copied here.
- */
-async function assertSeesEveryRow(db: Queryable, oid: number, where: string): Promise<void> {
-  const { rows } = await db.query<{ active: boolean; role: string }>(
-    'SELECT pg_catalog.row_security_active($1::oid::regclass) AS active, current_user AS role',
-    [oid],
-  );
-  if (rows[0]?.active) {
-    throw new TargetError(
-      `row-level security policies filter the rows of ${where} for role ${rows[0].role}, so pg-rekey would rotate and verify only the rows they show — ` +
-        'connect as the table owner (without FORCE ROW LEVEL SECURITY) or a role with BYPASSRLS',
-    );
-  }
-}
-
-/**
- * Refuses a table with (non-partition) inheritance children: a read of it
- * includes their rows, but its unique key does not span them, so the
- * keyset could meet the same key twice and one UPDATE by key could write a
- * parent's value into a child's row. Partitions are fine: the key spans them.
- */
-async function assertNoInheritanceChildren(db: Queryable, oid: number, where: string): Promise<void> {
-  const { rows } = await db.query<{ child: string }>(
-    `SELECT c.oid::regclass::text AS child
-       FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
-      WHERE i.inhparent = $1 AND NOT c.relispartition
-      ORDER BY 1 LIMIT 1`,
-    [oid],
-  );
-  if (rows[0]) {
-    throw new TargetError(
-      `${where} has inheritance children (${rows[0].child}), whose rows a read of it includes but its key does not cover, so pg-rekey cannot rotate it — ` +
-        'configure each child as its own target (and keep rows out of the parent), or convert the hierarchy to declarative partitioning',
-    );
-  }
 }
