@@ -2,7 +2,7 @@ import { hostname, userInfo } from 'node:os';
 import type pg from 'pg';
 import type { ResolvedConfig } from '../config/loadConfig.js';
 import { selectTargets } from '../config/selectTargets.js';
-import { resolveTargets } from '../schema/resolveTarget.js';
+import { resolveTargets, type ResolvedTarget } from '../schema/resolveTarget.js';
 import { fingerprintSecretAsync } from '../crypto/fingerprint.js';
 import type { Format } from '../crypto/formats.js';
 import { getFormatHandler } from '../crypto/getFormatHandler.js';
@@ -56,7 +56,7 @@ export interface Session {
 }
 
 /** How much of the start-up sequence a command needs. */
-export interface SessionOptions {
+export interface SessionOptions<Checked = undefined> {
   /**
    * Resolve configured keys and check their fingerprints against the registry
    * (default true). Commands that use no key and write no key-related row may skip it.
@@ -72,15 +72,22 @@ export interface SessionOptions {
   /**
    * The command's own checks of its input against the database (its targets),
    * run before the first write (the key registrations above): bad input then
-   * exits with nothing written.
+   * exits with nothing written. What it returns is handed to the command.
    */
-  checkBeforeWriting?: (pool: pg.Pool, config: ResolvedConfig) => Promise<void>;
+  checkBeforeWriting?: (pool: pg.Pool, config: ResolvedConfig) => Promise<Checked>;
 }
 
-/** checkBeforeWriting of the commands on targets (rotate, verify): the chosen targets resolve, else exit 2. */
-export function checkChosenTargets(filters: readonly string[] | undefined): NonNullable<SessionOptions['checkBeforeWriting']> {
+/** The targets a command works on, resolved (checkChosenTargets), and whether --target narrowed them. */
+export interface ChosenTargets {
+  targets: ResolvedTarget[];
+  partial: boolean;
+}
+
+/** checkBeforeWriting of the commands on targets (rotate, verify): the chosen targets, resolved; exit 2 if one cannot be. */
+export function checkChosenTargets(filters: readonly string[] | undefined): NonNullable<SessionOptions<ChosenTargets>['checkBeforeWriting']> {
   return async (pool, config) => {
-    await resolveTargets(pool, selectTargets(config.targets, filters).chosen);
+    const { chosen, partial } = selectTargets(config.targets, filters);
+    return { targets: await resolveTargets(pool, chosen), partial };
   };
 }
 
@@ -116,10 +123,10 @@ export function asDatabaseError(err: unknown): unknown {
  * first-used keys (each an `add` run).
  * Runs `fn` with the session and always ends the pool.
  */
-export async function withSession<T>(
+export async function withSession<T, Checked = undefined>(
   ctx: CommandContext,
-  options: SessionOptions,
-  fn: (session: Session) => Promise<T>,
+  options: SessionOptions<Checked>,
+  fn: (session: Session, checked: Checked) => Promise<T>,
 ): Promise<T> {
   const config = await ctx.config();
   const pool = createPool(ctx.databaseUrl(), {
@@ -137,7 +144,7 @@ export async function withSession<T>(
     const actor = cliActor();
     let registry = await listRegisteredKeys(pool, config.schema);
     assertKeysMatch(identities, registry);
-    await options.checkBeforeWriting?.(pool, config);
+    const checked = (options.checkBeforeWriting ? await options.checkBeforeWriting(pool, config) : undefined) as Checked;
     const register = options.register ?? 'none';
     if (register !== 'none') {
       if (register !== 'all') {
@@ -197,7 +204,7 @@ export async function withSession<T>(
         return registry;
       },
     };
-    return await fn(session);
+    return await fn(session, checked);
   } catch (err) {
     throw asDatabaseError(err);
   } finally {

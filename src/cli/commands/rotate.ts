@@ -5,7 +5,7 @@ import type { Codec } from '../../crypto/codec.js';
 import { quoteIdent } from '../../db/quote.js';
 import { UsageError } from '../../errors.js';
 import { requireActiveKey } from '../../schema/registry.js';
-import { resolveTargets, type ResolvedTarget } from '../../schema/resolveTarget.js';
+import type { ResolvedTarget } from '../../schema/resolveTarget.js';
 import { selectAnyWorkSql } from '../../rotation/batchSql.js';
 import { dryRunTarget, type DryRunTargetReport } from '../../rotation/dryRun.js';
 import { startOrJoinRun } from '../../rotation/planRun.js';
@@ -22,7 +22,6 @@ import { createProgressReporter } from '../progressReporter.js';
 import { checkChosenTargets, withSession, type Session } from '../session.js';
 import type { CommandContext } from '../context.js';
 import type { Wrap } from './index.js';
-import { selectTargets } from '../../config/selectTargets.js';
 
 interface RotateArgs {
   to?: string;
@@ -94,18 +93,19 @@ export function rotateCommand(wrap: Wrap): CommandModule {
         // A target that cannot be rotated (missing, not migrated, rows hidden by RLS…) exits 2 before any key is registered.
         checkBeforeWriting: checkChosenTargets(argv.target),
       };
-      return withSession(ctx, sessionOptions, (session) => (argv.dryRun ? dryRun(ctx, session, argv) : rotate(ctx, session, argv, settings)));
+      return withSession(ctx, sessionOptions, (session, { targets }) =>
+        argv.dryRun ? dryRun(ctx, session, argv, targets) : rotate(ctx, session, argv, targets, settings),
+      );
     }
     ),
   };
 }
 
 /** The resolved targets and the crypto step for a rotation to `targetKeyId`. */
-async function prepare(session: Session, argv: RotateArgs, targetKeyId: string, targetVersion: number) {
+async function prepare(session: Session, argv: RotateArgs, targets: ResolvedTarget[], targetKeyId: string, targetVersion: number) {
   if (!session.keys.some((k) => k.id === targetKeyId)) {
     throw new UsageError(`key ${targetKeyId} is not configured here — add it to "keys" in the config file`);
   }
-  const targets = await resolveTargets(session.pool, selectTargets(session.config.targets, argv.target).chosen);
   if (argv.cryptoThreads > 0) {
     // Crypto on worker threads, so reads, writes and crypto overlap on every core (see cryptoPool).
     const keyrings = [];
@@ -134,12 +134,12 @@ async function prepare(session: Session, argv: RotateArgs, targetKeyId: string, 
 const UNREGISTERED_VERSION = 0;
 
 /** `rotate --dry-run`: what would change, per column and source key, and what would fail. */
-async function dryRun(ctx: CommandContext, session: Session, argv: RotateArgs) {
+async function dryRun(ctx: CommandContext, session: Session, argv: RotateArgs, chosen: ResolvedTarget[]) {
   const targetKeyId = argv.to ?? session.registry.find((k) => k.isPrimary)?.keyId ?? session.keys[0]!.id;
   const registered = session.registry.find((k) => k.keyId === targetKeyId);
   if (registered?.state === 'retired') throw new UsageError(`key ${targetKeyId} is retired and can no longer be used`);
   const version = registered?.version ?? UNREGISTERED_VERSION;
-  const { targets, transform, close } = await prepare(session, argv, targetKeyId, version);
+  const { targets, transform, close } = await prepare(session, argv, chosen, targetKeyId, version);
   const reports: DryRunTargetReport[] = [];
   try {
     for (const t of targets) reports.push(await dryRunTarget(session.pool, t, version, argv.batchSize, transform));
@@ -177,12 +177,12 @@ function settingsFrom(argv: RotateArgs): RotationSettings {
   return settings;
 }
 
-async function rotate(ctx: CommandContext, session: Session, argv: RotateArgs, settings: RotationSettings) {
+async function rotate(ctx: CommandContext, session: Session, argv: RotateArgs, chosen: ResolvedTarget[], settings: RotationSettings) {
   const targetKeyId = argv.to ?? session.registry.find((k) => k.isPrimary)?.keyId;
   if (!targetKeyId) throw new UsageError('no primary key is registered — pass --to <key id> or run "pg-rekey keys promote <id>"');
   const targetVersion = requireActiveKey(session.registry, targetKeyId).version;
   if (settings.maxReplicaLagMs !== undefined) await assertReplicaLagReadable(session.pool);
-  const { targets, transform, close } = await prepare(session, argv, targetKeyId, targetVersion);
+  const { targets, transform, close } = await prepare(session, argv, chosen, targetKeyId, targetVersion);
   try {
     return await rotateWith(ctx, session, argv, settings, targetKeyId, targetVersion, targets, transform);
   } finally {

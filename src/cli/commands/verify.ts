@@ -2,15 +2,13 @@ import type { Argv, CommandModule } from 'yargs';
 import { createCodecFromKeyring } from '../../crypto/createCodec.js';
 import type { Codec } from '../../crypto/codec.js';
 import { UsageError } from '../../errors.js';
-import { resolveTarget, type ResolvedTarget } from '../../schema/resolveTarget.js';
 import type { SampleSpec } from '../../verify/readTarget.js';
 import { runVerify, type VerifyOutcome } from '../../verify/verify.js';
 import { ExitCode } from '../exitCodes.js';
 import { formatTable } from '../output.js';
-import { checkChosenTargets, withSession, type Session } from '../session.js';
+import { checkChosenTargets, withSession, type ChosenTargets, type Session } from '../session.js';
 import type { CommandContext } from '../context.js';
 import type { Wrap } from './index.js';
-import { selectTargets } from '../../config/selectTargets.js';
 
 interface VerifyArgs {
   target?: string[];
@@ -65,27 +63,22 @@ export function verifyCommand(wrap: Wrap): CommandModule {
           // A target that cannot be verified exits 2 before any key is registered.
           checkBeforeWriting: checkChosenTargets(argv.target),
         },
-        (session) => verify(ctx, session, argv),
+        (session, chosen) => verify(ctx, session, argv, chosen),
       ),
     ),
   };
 }
 
-async function verify(ctx: CommandContext, session: Session, argv: VerifyArgs): Promise<0 | 1> {
+async function verify(ctx: CommandContext, session: Session, argv: VerifyArgs, chosen: ChosenTargets): Promise<0 | 1> {
   const without = [...new Set(argv.without ?? [])];
   for (const id of without) {
     if (!session.keys.some((k) => k.id === id) && !session.registry.some((k) => k.keyId === id)) {
       throw new UsageError(`--without ${id}: no such key is configured or registered`);
     }
   }
-  const { chosen, partial } = selectTargets(session.config.targets, argv.target);
-  const targets: ResolvedTarget[] = [];
+  const { targets, partial } = chosen;
   const codecs = new Map<string, Codec>();
-  for (const t of chosen) {
-    const resolved = await resolveTarget(session.pool, t, { requireVersionColumns: true });
-    targets.push(resolved);
-    codecs.set(resolved.name, createCodecFromKeyring(t.format, await session.keyring(t.format)));
-  }
+  for (const t of targets) codecs.set(t.name, createCodecFromKeyring(t.format, await session.keyring(t.format)));
   const usable = [...new Set([...codecs.values()].flatMap((c) => c.keyring.keys.map((k) => k.id)))];
   const sample: SampleSpec | null =
     argv.sample !== undefined ? { rows: argv.sample } : argv.samplePercent !== undefined ? { percent: argv.samplePercent } : null;
