@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
-import { hideBin } from 'yargs/helpers';
 import { createContext, type CommandContext, type GlobalOptions } from './context.js';
 import { ExitCode, exitCodeFor, type ExitCodeValue } from './exitCodes.js';
 import { createOutput } from './output.js';

@@ -18,7 +18,7 @@ import {
   type FernetShapeProblem,
 } from './fernetToken.js';
 import type { Format } from './formats.js';
-import { decryptFailure, type FormatHandler, type OpenedValue, type ParsedValue } from './formatHandler.js';
+import { decryptFailure, type FormatHandler, type OpenedValue } from './formatHandler.js';
 import { deriveDjangoFernetKey, deriveDjangoFernetKeyAsync } from './kdf.js';
 import { decodeBase64UrlStrict, encodeBase64Url } from './strictBase64.js';
 
