@@ -1,3 +1,4 @@
+import { assertRelationExists, assertWholeTableVisible } from '../db/catalog.js';
 import { qualifiedName, quoteIdent } from '../db/quote.js';
 import { sql, type Sql } from '../db/sql.js';
 import type { Queryable } from '../db/withTransaction.js';
@@ -35,10 +36,14 @@ function selectColumnUsageSql(schema: string, target: TargetConfig, column: stri
 /**
  * Counts, per target column, the rows under each key and the rows whose key
  * version is unknown. Needs the target migrations applied; says so otherwise.
+ * Counts that cannot see every row (RLS filtering this role, inheritance
+ * children) are refused with a TargetError rather than returned short: keys
+ * retire decides on them.
  */
 export async function keyUsage(db: Queryable, schema: string, targets: readonly TargetConfig[]): Promise<ColumnUsage[]> {
   const usage: ColumnUsage[] = [];
   for (const target of targets) {
+    await assertWholeTableVisible(db, await assertRelationExists(db, { schema: target.schema, name: target.table }));
     for (const column of target.columns) {
       let rows: { keyId: string | null; rows: string }[];
       try {

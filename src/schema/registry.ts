@@ -4,7 +4,6 @@ import { withTransaction, type Queryable } from '../db/withTransaction.js';
 import { KeyMismatchError, UsageError } from '../errors.js';
 import type { TargetConfig } from '../config/loadConfig.js';
 import { keyUsage, type ColumnUsage } from './keyUsage.js';
-import { resolveTargets } from './resolveTarget.js';
 import { checkRetireGate, type RetireGate } from './retireGate.js';
 import { insertLifecycleRunSql, type Actor } from './runsSql.js';
 
@@ -170,9 +169,7 @@ export async function retireKey(
     if (key.isPrimary) {
       throw new UsageError(`key ${keyId} is the primary key — promote another key first ("pg-rekey keys promote <id>")`);
     }
-    // The counts below must see every row: a target whose rows RLS hides from
-    // this role (or with inheritance children) is refused, as rotate and verify refuse it.
-    await resolveTargets(client, targets);
+    // Refuses (TargetError) a target whose rows it cannot all see, as rotate and verify do.
     const usage = await keyUsage(client, schema, targets);
     const referencing = usage.filter((u) => (u.byKey[keyId] ?? 0) > 0);
     const unknown = usage.filter((u) => u.unknown > 0);

@@ -57,6 +57,12 @@ describe('row-level security', () => {
       expect(result.stderr).toMatch(/connect as the table owner \(without FORCE ROW LEVEL SECURITY\) or a role with BYPASSRLS/);
     }
     expect(await checksum()).toBe(before);
+    // keys list does not show partial counts: the target is listed as not counted, with the reason.
+    const list = await ws.run(['keys', 'list', '--json'], { env: { DATABASE_URL: ownerUrl } });
+    expectExit(list, 0);
+    expect(JSON.parse(list.stdout).uncounted).toEqual([
+      { target: 'public.people', reason: expect.stringContaining(`row-level security policies filter the rows of public.people for role ${owner}`) },
+    ]);
   });
 
   it('the owner without FORCE ROW LEVEL SECURITY sees every row, and rotates them all', async () => {
