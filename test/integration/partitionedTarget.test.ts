@@ -149,6 +149,15 @@ describe('a partitioned target', () => {
       ['events_2', 'events_2_email_kv_idx'],
     ]);
     expect(events.every((i) => i.valid)).toBe(true);
+
+    // And down again: the partitioned index (with its partitions'), the trigger and the columns go.
+    expectExit(await ws.run(['migrate', 'down']), 0);
+    expect(await keyVersionIndexes('events')).toEqual([]);
+    const left = await pool.query(
+      `SELECT count(*)::int AS n FROM pg_attribute WHERE attrelid IN ('events'::regclass, 'archive.events_1'::regclass, 'events_2'::regclass)
+          AND attname = 'email_key_version' AND NOT attisdropped`,
+    );
+    expect(left.rows[0].n).toBe(0);
   });
 });
 
