@@ -108,6 +108,11 @@ describe('a partitioned target', () => {
     expectExit(again, 0);
     expect(JSON.parse(again.stdout).changed).toBe(1);
     expect(await expectAllUnderKey(db.current.pool, 'new')).toBe(ROWS);
+    // verify reads it whole, and in sampled windows across the partitions.
+    expectExit(await ws.run(['verify']), 0);
+    const sampled = await ws.run(['verify', '--sample', '500', '--json']);
+    expectExit(sampled, 0);
+    expect(JSON.parse(sampled.stdout).status).toBe('succeeded');
   });
 
   it('a partition created after the migration gets its index and foreign key from the table', async () => {
