@@ -210,6 +210,14 @@ export async function assertWholeTableVisible(client: Queryable, table: TableInf
   }
 }
 
+/** The logical-replication publications that publish the table (directly, FOR ALL TABLES or by schema). */
+export function selectPublicationsSql(qualified: QualifiedName): Sql {
+  return sql(
+    `SELECT DISTINCT pubname FROM pg_catalog.pg_publication_tables WHERE schemaname = $1 AND tablename = $2 ORDER BY 1`,
+    [qualified.schema, qualified.name],
+  );
+}
+
 /** The server's version as a number, e.g. 180004 for 18.4. */
 export function selectServerVersionSql(): Sql {
   return sql(`SELECT current_setting('server_version_num')::int AS num`);

@@ -2,7 +2,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { FORMAT_IDS, type FormatId } from '../../config/configSchema.js';
-import { assertRelationExists, findPartitions } from '../../db/catalog.js';
+import { assertRelationExists, findPartitions, selectPublicationsSql } from '../../db/catalog.js';
 import { formatQualifiedName, parseQualifiedName } from '../../db/quote.js';
 import { UsageError } from '../../errors.js';
 import { planConfigChange } from '../../schema/addTargetToConfig.js';
@@ -83,12 +83,13 @@ export function targetCommand(wrap: Wrap): CommandModule {
             const format = argv.format ?? configured?.format;
             if (format === undefined) throw new UsageError('--format is required for a table that is not configured yet');
             // Checks the table against pg_catalog: exit 2 for a missing table, no usable key, a non-text column.
-            const { resolved, partitions } = await withSession(ctx, { keys: false }, async (session) => {
+            const { resolved, partitions, publications } = await withSession(ctx, { keys: false }, async (session) => {
               const resolved = await resolveTarget(session.pool, { schema, table, key, columns, format }, { requireVersionColumns: false });
               // A partitioned table's migration indexes each partition (exit 2 where that cannot work).
               const info = await assertRelationExists(session.pool, { schema, name: table });
               const partitions = info.kind === 'partitioned table' ? await findPartitions(session.pool, info) : undefined;
-              return { resolved, partitions };
+              const publications = (await session.pool.query<{ pubname: string }>(selectPublicationsSql({ schema, name: table }))).rows.map((r) => r.pubname);
+              return { resolved, partitions, publications };
             });
             const { covered, lastTimestamp } = await scanMigrations(config.migrationsDir, schema, table);
             const toMigrate = columns.filter((c) => !covered.has(c));
@@ -121,6 +122,7 @@ export function targetCommand(wrap: Wrap): CommandModule {
                 target: { name, key: resolved.key, columns: resolved.columns.map((c) => c.name), format },
                 migration: migration ? { path: migrationPath, source: migration.source, up: migration.up, down: migration.down } : null,
                 alreadyMigrated: Object.fromEntries(covered),
+                publications,
                 config: { path: config.configPath, action: change.action, entry: change.entry, text: argv.dryRun ? change.text : undefined },
               },
               () => {
@@ -138,6 +140,15 @@ export function targetCommand(wrap: Wrap): CommandModule {
                   const what = change.action === 'added' ? 'add target' : `add columns ${change.newColumns.join(', ')} to`;
                   lines.push(`${argv.dryRun ? 'Would' : 'Did'} ${what} ${change.entry.table} in ${config.configPath}:`);
                   lines.push(JSON.stringify(change.entry, null, 2));
+                }
+                if (migration && publications.length > 0) {
+                  // A subscriber missing a published column stops applying changes for the whole subscription.
+                  lines.push(
+                    '',
+                    `Note: ${name} is published (${publications.join(', ')}). Logical replication stops at the first change to it ` +
+                      "unless each subscriber's copy already has the new key-version columns (or the publication's column list leaves them out): " +
+                      'add them on the subscribers before "pg-rekey migrate up" here.',
+                  );
                 }
                 if (!argv.dryRun && migration) lines.push('', 'Next: review the migration, then run "pg-rekey migrate up".');
                 return lines.join('\n');
