@@ -9,7 +9,7 @@ import { getFormatHandler } from '../crypto/getFormatHandler.js';
 import { keyringFromResolved, type Keyring } from '../crypto/keyring.js';
 import { resolveKeys, type ResolvedKey } from '../crypto/keySources.js';
 import { createPool } from '../db/pool.js';
-import { classifySqlState, isConnectionError, sqlstateOf } from '../db/sqlstate.js';
+import { classifySqlState, isConnectionError, SqlState, sqlstateOf } from '../db/sqlstate.js';
 import { DatabaseError, PgRekeyError, UsageError } from '../errors.js';
 import {
   assertKeysMatch,
@@ -110,6 +110,14 @@ export function asDatabaseError(err: unknown): unknown {
     return new DatabaseError(`database unavailable: ${(err as Error).message}${code ? ` (SQLSTATE ${code})` : ''}`, {
       cause: err,
     });
+  }
+  if (code === SqlState.readOnlySqlTransaction) {
+    // The usual cause is a URL pointing at a hot standby; nothing was written.
+    return new DatabaseError(
+      `the database refuses writes: ${(err as Error).message} (SQLSTATE ${code}) — is this a standby, or is default_transaction_read_only on? ` +
+        'Connect pg-rekey to the primary',
+      { cause: err },
+    );
   }
   return err;
 }

@@ -24,6 +24,7 @@ export const SqlState = {
   uniqueViolation: '23505',
   duplicateTable: '42P07',
   duplicateDatabase: '42P04',
+  readOnlySqlTransaction: '25006',
 } as const;
 
 /**
