@@ -49,7 +49,8 @@ export async function keyUsage(db: Queryable, schema: string, targets: readonly 
       try {
         rows = (await db.query<{ keyId: string | null; rows: string }>(selectColumnUsageSql(schema, target, column))).rows;
       } catch (err) {
-        if (sqlstateOf(err) === '42703' || sqlstateOf(err) === '42P01') {
+        // The table exists (asserted above): an undefined column is its missing key-version column.
+        if (sqlstateOf(err) === '42703') {
           throw new TargetError(
             `${targetName(target)}.${column} has no key-version column — run "pg-rekey target add" for it, then "pg-rekey migrate up"`,
           );

@@ -248,7 +248,7 @@ async function rotateWith(
       pool,
       schema,
       runId: run.id,
-      targetVersion: targetVersion,
+      targetVersion,
       targets,
       transform,
       owner: `${hostname()}:${process.pid}`,
