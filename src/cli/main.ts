@@ -51,8 +51,10 @@ export async function runCli(argv: string[]): Promise<ExitCodeValue> {
     .exitProcess(false)
     .fail((message, error) => {
       // yargs reports usage mistakes here; errors thrown by handlers are rethrown.
-      if (error) throw error;
-      throw new UsageUnderYargs(message);
+      // A YError is yargs' own usage error (an option's coerce threw, e.g. a bad
+      // number): it carries the message, and must exit 2 like any usage mistake.
+      if (error && error.name !== 'YError') throw error;
+      throw new UsageUnderYargs(message ?? error?.message ?? 'bad usage');
     });
 
   registerCommands(parser, (handler) => async (args: GlobalOptions) => {

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { UsageError } from '../errors.js';
 
 /**
  * The package root: the nearest directory above this module holding package.json.
@@ -41,7 +42,7 @@ export interface MigrateOptions {
   /** The target migrations directory (config.migrationsDir); absent = ours only. */
   targetMigrationsDir?: string | undefined;
   direction: 'up' | 'down';
-  /** For `down`: how many migrations to undo (default 1). */
+  /** For `down`: how many migrations to undo, a whole number ≥ 1 (default 1), or Infinity for all. */
   count?: number;
   /** Print the SQL instead of running it; nothing is written. */
   dryRun?: boolean;
@@ -70,6 +71,7 @@ export async function ownMigrationNames(): Promise<string[]> {
  * applies, the others find nothing left to do. `down` undoes target migrations first.
  */
 export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
+  assertDownCount(options);
   const client = new pg.Client({ connectionString: options.databaseUrl, application_name: 'pg-rekey migrate' });
   await client.connect();
   const sql: string[] = [];
@@ -134,6 +136,19 @@ async function runOne(
   // The run for our schema set search_path on this shared connection; undo it.
   if (own) await client.query('RESET search_path');
   return ran.map((m) => m.name);
+}
+
+/**
+ * node-pg-migrate undoes the last |count| migrations by slicing with -count, so
+ * 0 or NaN select every migration: a typo would drop the schema and the audit
+ * trail. Only a positive whole number, or Infinity (the CLI's --all), is accepted.
+ */
+function assertDownCount(options: MigrateOptions): void {
+  const count = options.count;
+  if (options.direction !== 'down' || count === undefined || count === Number.POSITIVE_INFINITY) return;
+  if (!Number.isSafeInteger(count) || count < 1) {
+    throw new UsageError(`migrate down: count must be a whole number of at least 1 (got ${count}); undo everything with --all`);
+  }
 }
 
 async function directoryHasFiles(dir: string): Promise<boolean> {

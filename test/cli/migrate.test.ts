@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { dumpSchema } from '../../src/schema/dumpSchema.js';
-import { ownMigrationNames } from '../../src/schema/migrate.js';
+import { UsageError } from '../../src/errors.js';
+import { migrate, ownMigrationNames } from '../../src/schema/migrate.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { createProject, jsonOf, type TestProject } from './project.js';
 
@@ -72,6 +73,27 @@ describe('migrate', () => {
     expect(await dumpSchema(db.pool, 'pgrekey')).toBe(before);
     const status = jsonOf(await project.cli(['migrate', 'status', '--json']));
     expect(status.pending).toBe(0);
+  });
+
+  test('"migrate down" with a count that is not a positive whole number exits 2 and undoes nothing', async () => {
+    // node-pg-migrate slices with -count: 0 or NaN would select every migration.
+    const before = await dumpSchema(db.pool, 'pgrekey');
+    for (const count of ['0', 'abc', '-1', '1.5', '']) {
+      const r = await project.cli(['migrate', 'down', '--count', count]);
+      expect(r.code, `--count ${JSON.stringify(count)}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toContain('--count');
+    }
+    const bare = await project.cli(['migrate', 'down', '--count']);
+    expect(bare.code, bare.stderr).toBe(2);
+    expect(await dumpSchema(db.pool, 'pgrekey')).toBe(before);
+  });
+
+  test('the library refuses a down count of 0 or NaN too', async () => {
+    const before = await dumpSchema(db.pool, 'pgrekey');
+    for (const count of [0, Number.NaN, -2, 0.5]) {
+      await expect(migrate({ databaseUrl: db.url, schema: 'pgrekey', direction: 'down', count })).rejects.toBeInstanceOf(UsageError);
+    }
+    expect(await dumpSchema(db.pool, 'pgrekey')).toBe(before);
   });
 
   test('down then up restores the schema', async () => {

@@ -6,6 +6,7 @@ import { migrationStatus, type MigrationState } from '../../schema/migrationStat
 import type { CommandContext } from '../context.js';
 import { ExitCode } from '../exitCodes.js';
 import { formatTable } from '../output.js';
+import { wholeNumberOption } from '../numberOptions.js';
 import { asDatabaseError } from '../session.js';
 import type { Wrap } from './index.js';
 
@@ -94,7 +95,7 @@ export function migrateCommand(wrap: Wrap): CommandModule {
           builder: (y: Argv) =>
             y
               .option('dry-run', dryRun)
-              .option('count', { type: 'number', default: 1, describe: 'How many migrations to undo' })
+              .option('count', wholeNumberOption('count', { min: 1, default: 1, describe: 'How many migrations to undo (at least 1)' }))
               .option('all', { type: 'boolean', default: false, describe: 'Undo every migration of the stage reached' }),
           handler: wrap<{ dryRun: boolean; count: number; all: boolean }>(async (ctx, argv) => {
             const count = argv.all ? Number.POSITIVE_INFINITY : argv.count;
