@@ -47,10 +47,11 @@ export function verifyCommand(wrap: Wrap): CommandModule {
         })
         .conflicts('sample', 'sample-percent')
         .check((a) => {
-          if (a.sample !== undefined && (!Number.isInteger(a.sample) || (a.sample as number) < 1)) throw new Error('--sample takes a whole number of rows, at least 1');
-          if (!Number.isInteger(a['chunk-rows']) || (a['chunk-rows'] as number) < 1) throw new Error('--chunk-rows takes a whole number, at least 1');
+          // UsageError, not Error: a bad flag is a usage mistake (exit 2), not a bug (70).
+          if (a.sample !== undefined && (!Number.isInteger(a.sample) || (a.sample as number) < 1)) throw new UsageError('--sample takes a whole number of rows, at least 1');
+          if (!Number.isInteger(a['chunk-rows']) || (a['chunk-rows'] as number) < 1) throw new UsageError('--chunk-rows takes a whole number, at least 1');
           const p = a['sample-percent'] as number | undefined;
-          if (p !== undefined && !(p > 0 && p <= 100)) throw new Error('--sample-percent takes a number in (0, 100]');
+          if (p !== undefined && !(p > 0 && p <= 100)) throw new UsageError('--sample-percent takes a number above 0 and at most 100, e.g. --sample-percent 5');
           return true;
         }),
     handler: wrap<VerifyArgs>(async (ctx, argv) =>

@@ -1,0 +1,50 @@
+/**
+ * Bad input to the database commands: each must exit 2 (usage, config or key)
+ * with a message that says what to do, and write nothing — no key
+ * registration, no run, no changed value.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { useTestDatabase } from '../helpers/database.js';
+import type { CliResult } from '../helpers/cli.js';
+import { expectExit, prepareRotation, type RotationWorkspace } from '../helpers/rotationFixture.js';
+
+const db = useTestDatabase('badinput');
+let ws: RotationWorkspace;
+const ROWS = 50;
+
+beforeAll(async () => {
+  ws = await prepareRotation(db.current.pool, db.current.url, ROWS);
+});
+afterAll(() => ws?.cleanup());
+
+/** Everything a command could write: registry, runs (with their options), failures and the stored values. */
+async function databaseState(): Promise<string> {
+  const { rows } = await db.current.pool.query<{ state: string }>(
+    `SELECT concat_ws(' | ',
+       (SELECT string_agg(concat_ws(',', version, key_id, fingerprint, state, is_primary), ';' ORDER BY version) FROM pgrekey.keys),
+       (SELECT string_agg(concat_ws(',', id, kind, status, options::text), ';' ORDER BY id) FROM pgrekey.runs),
+       (SELECT count(*) FROM pgrekey.failures),
+       (SELECT md5(string_agg(concat_ws(',', email, mobno, email_key_version, mobno_key_version), ';' ORDER BY id)) FROM people)) AS state`,
+  );
+  return rows[0]!.state;
+}
+
+/** Runs `args`, expects exit 2 with `message` on stderr, and that the database did not change. */
+async function expectRefused(args: string[], message: RegExp, options: { env?: Record<string, string> } = {}): Promise<CliResult> {
+  const before = await databaseState();
+  const result = await ws.run(args, options);
+  expectExit(result, 2);
+  expect(result.stderr, args.join(' ')).toMatch(message);
+  expect(await databaseState(), `${args.join(' ')} wrote to the database`).toBe(before);
+  return result;
+}
+
+describe('bad input exits 2 and writes nothing', () => {
+  it('verify: --sample, --sample-percent and --chunk-rows out of range', async () => {
+    await expectRefused(['verify', '--sample', '0'], /--sample/);
+    await expectRefused(['verify', '--sample', 'abc'], /--sample/);
+    await expectRefused(['verify', '--sample-percent', '200'], /--sample-percent/);
+    await expectRefused(['verify', '--sample-percent', '0'], /--sample-percent/);
+    await expectRefused(['verify', '--chunk-rows', 'abc'], /--chunk-rows/);
+  });
+});
