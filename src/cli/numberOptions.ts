@@ -12,10 +12,15 @@ import { UsageError } from '../errors.js';
 export function parseWholeNumber(flag: string, value: unknown, min: number): number {
   if (Array.isArray(value)) throw new UsageError(`--${flag} is given more than once — give it once`);
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
-    const got = typeof value === 'number' && Number.isFinite(value) ? ` (got ${value})` : '';
-    throw new UsageError(`--${flag} takes a whole number of at least ${min}${got}, e.g. --${flag} ${Math.max(min, 1)}`);
+    throw new UsageError(`--${flag} takes a whole number of at least ${min}${describeGot(value)}, e.g. --${flag} ${Math.max(min, 1)}`);
   }
   return value;
+}
+
+/** " (got …)" for an error message; yargs has already turned non-numeric text into NaN. */
+function describeGot(value: unknown): string {
+  if (typeof value === 'number' && Number.isFinite(value)) return ` (got ${value})`;
+  return ' (got something that is not a number)';
 }
 
 /** What {@link wholeNumberOption} takes besides the flag. */
@@ -38,5 +43,30 @@ export function wholeNumberOption(flag: string, spec: WholeNumberOptionSpec) {
     describe: spec.describe,
     ...(spec.default !== undefined ? { default: spec.default } : {}),
     coerce: (value: unknown) => parseWholeNumber(flag, value, spec.min),
+  };
+}
+
+/** What {@link boundedNumberOption} takes besides the flag. */
+export interface BoundedNumberOptionSpec {
+  /** Values must be greater than this. */
+  above: number;
+  /** Values must be at most this. */
+  atMost: number;
+  describe: string;
+}
+
+/** A yargs option definition for a number (fractions allowed) in (above, atMost], e.g. a percentage. */
+export function boundedNumberOption(flag: string, spec: BoundedNumberOptionSpec) {
+  return {
+    type: 'number' as const,
+    requiresArg: true,
+    describe: spec.describe,
+    coerce: (value: unknown) => {
+      if (Array.isArray(value)) throw new UsageError(`--${flag} is given more than once — give it once`);
+      if (typeof value !== 'number' || !(value > spec.above && value <= spec.atMost)) {
+        throw new UsageError(`--${flag} takes a number above ${spec.above} and at most ${spec.atMost}${describeGot(value)}, e.g. --${flag} ${Math.min(spec.atMost, 5)}`);
+      }
+      return value;
+    },
   };
 }

@@ -47,4 +47,33 @@ describe('bad input exits 2 and writes nothing', () => {
     await expectRefused(['verify', '--sample-percent', '0'], /--sample-percent/);
     await expectRefused(['verify', '--chunk-rows', 'abc'], /--chunk-rows/);
   });
+
+  it('every numeric option refuses non-numbers, fractions and values below its minimum', async () => {
+    const cases: [string[], string][] = [
+      [['rotate', '--workers', 'abc'], '--workers'],
+      [['rotate', '--workers', '0'], '--workers'],
+      [['rotate', '--batch-size', 'abc'], '--batch-size'],
+      [['rotate', '--batch-size', '1.5'], '--batch-size'],
+      [['rotate', '--crypto-threads', 'abc'], '--crypto-threads'],
+      [['rotate', '--crypto-threads', '-1'], '--crypto-threads'],
+      [['rotate', '--max-rate', '-5'], '--max-rate'],
+      [['rotate', '--max-rate', 'abc'], '--max-rate'],
+      [['rotate', '--pause-ms', 'abc'], '--pause-ms'],
+      [['rotate', '--pause-ms', '-1'], '--pause-ms'],
+      [['rotate', '--dry-run', '--batch-size', 'abc'], '--batch-size'],
+      [['rotate', '--workers'], 'workers'],
+      [['status', '--run', 'abc'], '--run'],
+      [['status', '--run', '1.5'], '--run'],
+      [['verify', '--seed', 'abc'], '--seed'],
+      [['verify', '--seed', '-1'], '--seed'],
+      [['verify', '--sample', '10', '--seed', '1.5'], '--seed'],
+      [['history', '--limit', 'abc'], '--limit'],
+    ];
+    for (const [args, flag] of cases) {
+      const result = await expectRefused(args, new RegExp(flag));
+      expect(result.stderr, args.join(' ')).not.toMatch(/internal error|SQLSTATE/);
+    }
+    // A number given twice is ambiguous, not "the last one wins".
+    await expectRefused(['rotate', '--workers', '2', '--workers', '3'], /--workers is given more than once/);
+  });
 });

@@ -12,6 +12,7 @@ import {
 import { verifyRunChain, type ChainVerification } from '../../schema/runChain.js';
 import { ExitCode } from '../exitCodes.js';
 import { formatTable } from '../output.js';
+import { wholeNumberOption } from '../numberOptions.js';
 import { withSession } from '../session.js';
 import type { Wrap } from './index.js';
 
@@ -69,7 +70,7 @@ export function historyCommand(wrap: Wrap): CommandModule {
     builder: (yargs: Argv) =>
       yargs
         .option('since', { type: 'string', describe: 'Only runs started on or after this date (YYYY-MM-DD, UTC) or ISO timestamp' })
-        .option('limit', { type: 'number', describe: 'Only the newest N runs (listed oldest first)' })
+        .option('limit', wholeNumberOption('limit', { min: 1, describe: 'Only the newest N runs (listed oldest first)' }))
         .option('verify', {
           type: 'boolean',
           default: false,
@@ -77,9 +78,6 @@ export function historyCommand(wrap: Wrap): CommandModule {
         }),
     handler: wrap<HistoryArgs>(async (ctx, argv) => {
       const since = parseSince(argv.since);
-      if (argv.limit !== undefined && (!Number.isInteger(argv.limit) || argv.limit < 1)) {
-        throw new UsageError(`--limit must be a positive whole number, got ${argv.limit}`);
-      }
       // No keys are needed to read the trail: an auditor can run this without any secret.
       return withSession(ctx, { keys: false }, async (session) => {
         if (argv.verify) {

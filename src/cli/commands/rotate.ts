@@ -17,6 +17,7 @@ import { CryptoPool, defaultCryptoThreads } from '../../rotation/cryptoPool.js';
 import type { BatchTransformer } from '../../rotation/rotateRange.js';
 import { ExitCode } from '../exitCodes.js';
 import { formatTable } from '../output.js';
+import { wholeNumberOption } from '../numberOptions.js';
 import { parseDuration } from '../parseDuration.js';
 import { createProgressReporter } from '../progressReporter.js';
 import { checkChosenTargets, withSession, type Session } from '../session.js';
@@ -53,14 +54,17 @@ export function rotateCommand(wrap: Wrap): CommandModule {
       y
         .option('to', { type: 'string', describe: 'Target key id (default: the registry\'s primary key)' })
         .option('target', { type: 'string', array: true, describe: 'Limit to table.column (repeatable), e.g. people.email' })
-        .option('batch-size', { type: 'number', default: 1000, describe: 'Rows per batch (one transaction each)' })
-        .option('workers', { type: 'number', default: 3, describe: 'Concurrent range workers in this process' })
-        .option('crypto-threads', { type: 'number', default: defaultCryptoThreads(), describe: 'Worker threads for decrypt + encrypt (0: on the main thread)' })
+        .option('batch-size', wholeNumberOption('batch-size', { min: 1, default: 1000, describe: 'Rows per batch (one transaction each)' }))
+        .option('workers', wholeNumberOption('workers', { min: 1, default: 3, describe: 'Concurrent range workers in this process' }))
+        .option(
+          'crypto-threads',
+          wholeNumberOption('crypto-threads', { min: 0, default: defaultCryptoThreads(), describe: 'Worker threads for decrypt + encrypt (0: on the main thread)' }),
+        )
         .option('dry-run', { type: 'boolean', default: false, describe: 'Read and decrypt everything, write nothing; report what would change' })
         .option('on-error', { choices: ['continue', 'abort'] as const, default: 'continue' as const, describe: 'On an undecryptable value: record it and go on, or stop' })
         .option('max-duration', { type: 'string', describe: 'Stop cleanly after this long (e.g. 5m) and exit 75; run again to continue' })
-        .option('max-rate', { type: 'number', describe: 'At most this many rows per second' })
-        .option('pause-ms', { type: 'number', describe: 'Pause between batches, in milliseconds' })
+        .option('max-rate', wholeNumberOption('max-rate', { min: 1, describe: 'At most this many rows per second' }))
+        .option('pause-ms', wholeNumberOption('pause-ms', { min: 0, describe: 'Pause between batches, in milliseconds' }))
         .option('max-replica-lag', { type: 'string', describe: 'Wait while a streaming replica lags more than this (e.g. 10s); needs pg_monitor or pg_read_all_stats' })
         .option('lock-timeout', { type: 'string', default: '5s', describe: 'lock_timeout of each batch; timed-out batches are retried' })
         .option('statement-timeout', { type: 'string', default: '60s', describe: 'statement_timeout of each batch' })
@@ -78,7 +82,6 @@ export function rotateCommand(wrap: Wrap): CommandModule {
         })
         .option('emergency', { type: 'boolean', default: false, describe: 'Record this as an emergency rotation (requires --reason)' })
         .check((a) => {
-          if ((a['batch-size'] as number) < 1 || (a.workers as number) < 1) throw new UsageError('--batch-size and --workers must be at least 1');
           if (a.emergency && !a.reason) throw new UsageError('--emergency needs --reason "<what happened>" for the audit trail');
           if (a['abandon-open-run'] && !a.reason) throw new UsageError('--abandon-open-run needs --reason "<why>" for the audit trail');
           return true;

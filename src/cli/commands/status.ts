@@ -3,6 +3,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { readRunStatus, type RunStatus } from '../../rotation/runStatus.js';
 import { ExitCode } from '../exitCodes.js';
 import { formatTable } from '../output.js';
+import { wholeNumberOption } from '../numberOptions.js';
 import { withSession } from '../session.js';
 import type { Wrap } from './index.js';
 
@@ -18,7 +19,7 @@ export function statusCommand(wrap: Wrap): CommandModule {
     describe: 'Show a rotation run: done / total, rate, ETA, ranges, workers and their leases, failures',
     builder: (y: Argv) =>
       y
-        .option('run', { type: 'number', describe: 'Run id (default: the latest rotation)' })
+        .option('run', wholeNumberOption('run', { min: 1, describe: 'Run id (default: the latest rotation)' }))
         .option('watch', { type: 'boolean', default: false, describe: 'Refresh every 2 s until the run is no longer running' }),
     handler: wrap<StatusArgs>(async (ctx, argv) =>
       withSession(ctx, { keys: false }, async (session) => {

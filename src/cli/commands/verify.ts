@@ -6,6 +6,7 @@ import type { SampleSpec } from '../../verify/readTarget.js';
 import { runVerify, type VerifyOutcome } from '../../verify/verify.js';
 import { ExitCode } from '../exitCodes.js';
 import { formatTable } from '../output.js';
+import { boundedNumberOption, wholeNumberOption } from '../numberOptions.js';
 import { checkChosenTargets, withSession, type ChosenTargets, type Session } from '../session.js';
 import type { CommandContext } from '../context.js';
 import type { Wrap } from './index.js';
@@ -32,28 +33,23 @@ export function verifyCommand(wrap: Wrap): CommandModule {
       y
         .option('target', { type: 'string', array: true, describe: 'Limit to table.column (repeatable), e.g. people.email' })
         .option('without', { type: 'string', array: true, describe: 'Withhold this key (repeatable): rehearse its retirement' })
-        .option('sample', { type: 'number', describe: 'Check about N rows per target (random keyset windows) instead of all' })
-        .option('sample-percent', { type: 'number', describe: 'Check about P percent of each target instead of all' })
-        .option('seed', { type: 'number', describe: 'Seed of the sample, to check the same rows again' })
+        .option('sample', wholeNumberOption('sample', { min: 1, describe: 'Check about N rows per target (random keyset windows) instead of all' }))
+        .option('sample-percent', boundedNumberOption('sample-percent', { above: 0, atMost: 100, describe: 'Check about P percent of each target instead of all' }))
+        .option('seed', wholeNumberOption('seed', { min: 0, describe: 'Seed of the sample, to check the same rows again' }))
         .option('fix-versions', {
           type: 'boolean',
           default: false,
           describe: 'Set wrong or unknown key-version hints to the key that decrypted the value (compare-and-swap; values unchanged)',
         })
-        .option('chunk-rows', {
-          type: 'number',
-          default: 10_000,
-          describe: 'Rows per read-only transaction of the scan (no snapshot is held longer than one chunk)',
-        })
-        .conflicts('sample', 'sample-percent')
-        .check((a) => {
-          // UsageError, not Error: a bad flag is a usage mistake (exit 2), not a bug (70).
-          if (a.sample !== undefined && (!Number.isInteger(a.sample) || (a.sample as number) < 1)) throw new UsageError('--sample takes a whole number of rows, at least 1');
-          if (!Number.isInteger(a['chunk-rows']) || (a['chunk-rows'] as number) < 1) throw new UsageError('--chunk-rows takes a whole number, at least 1');
-          const p = a['sample-percent'] as number | undefined;
-          if (p !== undefined && !(p > 0 && p <= 100)) throw new UsageError('--sample-percent takes a number above 0 and at most 100, e.g. --sample-percent 5');
-          return true;
-        }),
+        .option(
+          'chunk-rows',
+          wholeNumberOption('chunk-rows', {
+            min: 1,
+            default: 10_000,
+            describe: 'Rows per read-only transaction of the scan (no snapshot is held longer than one chunk)',
+          }),
+        )
+        .conflicts('sample', 'sample-percent'),
     handler: wrap<VerifyArgs>(async (ctx, argv) =>
       // register 'all': a key's version must exist to check hints against it.
       withSession(
