@@ -70,11 +70,18 @@ export interface SessionOptions<Checked = undefined> {
   /** Pool size (default 4); the rotator sizes it to its workers. */
   maxConnections?: number;
   /**
-   * The command's own checks of its input against the database (its targets),
-   * run before the first write (the key registrations above): bad input then
-   * exits with nothing written. What it returns is handed to the command.
+   * The command's own checks of its input against the database (its targets)
+   * and the keys (--to, --without), run before the first write (the key
+   * registrations above): bad input then exits with nothing written. What it
+   * returns is handed to the command.
    */
-  checkBeforeWriting?: (pool: pg.Pool, config: ResolvedConfig) => Promise<Checked>;
+  checkBeforeWriting?: (pool: pg.Pool, config: ResolvedConfig, keys: KeysBeforeWriting) => Promise<Checked>;
+}
+
+/** What checkBeforeWriting knows of the keys: the configured ones (fingerprinted) and the registry, before any registration. */
+export interface KeysBeforeWriting {
+  readonly configured: readonly KeyIdentity[];
+  readonly registry: readonly RegisteredKey[];
 }
 
 /** The targets a command works on, resolved (checkChosenTargets), and whether --target narrowed them. */
@@ -89,6 +96,19 @@ export function checkChosenTargets(filters: readonly string[] | undefined): NonN
     const { chosen, partial } = selectTargets(config.targets, filters);
     return { targets: await resolveTargets(pool, chosen), partial };
   };
+}
+
+/**
+ * Every configured key that is not retired goes into the keyring of every
+ * target format (see Session.keyring), so each must be a valid key for each
+ * configured target's format. Throws KeyInvalidError (exit 2) naming the key, never the secret.
+ */
+function assertKeysFitTargetFormats(resolved: readonly ResolvedKey[], registry: readonly RegisteredKey[], config: ResolvedConfig): void {
+  const formats = new Set(config.targets.map((t) => t.format));
+  for (const key of resolved) {
+    if (registry.find((r) => r.keyId === key.id)?.state === 'retired') continue;
+    for (const format of formats) getFormatHandler(format).validateKey(key.id, key.secret);
+  }
 }
 
 /** The actor of this CLI process: OS user and host (the database user is recorded by the server). */
@@ -127,8 +147,9 @@ export function asDatabaseError(err: unknown): unknown {
  * check the pg_rekey schema is current (SchemaMissing/Incompatible → exit 3),
  * resolve the configured keys and fingerprint them, check every fingerprint
  * against the registry (KeyMismatchError → exit 2, before anything is
- * written), run the command's checkBeforeWriting, then register the requested
- * first-used keys (each an `add` run).
+ * written), when keys are to be registered check each fits every target
+ * format (KeyInvalidError → exit 2), run the command's checkBeforeWriting,
+ * then register the requested first-used keys (each an `add` run).
  * Runs `fn` with the session and always ends the pool.
  */
 export async function withSession<T, Checked = undefined>(
@@ -152,8 +173,14 @@ export async function withSession<T, Checked = undefined>(
     const actor = cliActor();
     let registry = await listRegisteredKeys(pool, config.schema);
     assertKeysMatch(identities, registry);
-    const checked = (options.checkBeforeWriting ? await options.checkBeforeWriting(pool, config) : undefined) as Checked;
     const register = options.register ?? 'none';
+    // A registered fingerprint is permanent: a secret that is not a valid key
+    // (say, not base64) must be refused before it is registered, or the right
+    // secret would then be refused as "does not match the registered key".
+    if (register !== 'none') assertKeysFitTargetFormats(resolved, registry, config);
+    const checked = (
+      options.checkBeforeWriting ? await options.checkBeforeWriting(pool, config, { configured: identities, registry }) : undefined
+    ) as Checked;
     if (register !== 'none') {
       if (register !== 'all') {
         const unknown = register.filter((id) => !identities.some((k) => k.id === id));

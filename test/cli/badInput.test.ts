@@ -4,9 +4,10 @@
  * registration, no run, no changed value.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { useTestDatabase } from '../helpers/database.js';
+import { createTestDatabase, useTestDatabase, type TestDatabase } from '../helpers/database.js';
 import type { CliResult } from '../helpers/cli.js';
 import { expectExit, prepareRotation, type RotationWorkspace } from '../helpers/rotationFixture.js';
+import { createProject, type TestProject } from './project.js';
 
 const db = useTestDatabase('badinput');
 let ws: RotationWorkspace;
@@ -77,3 +78,51 @@ describe('bad input exits 2 and writes nothing', () => {
     await expectRefused(['rotate', '--workers', '2', '--workers', '3'], /--workers is given more than once/);
   });
 });
+
+describe('keys are checked before any is registered', () => {
+  it('rotate --to and verify --without with an unknown key register nothing', async () => {
+    // The workspace's registry is empty: a first rotate or verify would register both keys.
+    expect((await db.current.pool.query('SELECT count(*)::int AS n FROM pgrekey.keys')).rows[0].n).toBe(0);
+    await expectRefused(['rotate', '--to', 'nosuch'], /--to nosuch: key nosuch is not configured/);
+    await expectRefused(['rotate', '--dry-run', '--to', 'nosuch'], /key nosuch is not configured/);
+    await expectRefused(['verify', '--without', 'nosuch'], /--without nosuch: no such key/);
+  });
+
+  describe('a secret that is not a valid key for a target format', () => {
+    let keyDb: TestDatabase;
+    let project: TestProject;
+    const MALFORMED = 'this-is-not-base64-at-all!';
+
+    beforeAll(async () => {
+      keyDb = await createTestDatabase('badkey');
+      await keyDb.pool.query('CREATE TABLE public.tokens (id int PRIMARY KEY, token text)');
+      project = await createProject(keyDb.url, { keyIds: ['k1', 'k2'] });
+      for (const args of [['migrate', 'up'], ['target', 'add', '--table', 'tokens', '--columns', 'token', '--format', 'fernet'], ['migrate', 'up']]) {
+        const r = await project.cli(args);
+        expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+      }
+    });
+    afterAll(async () => {
+      await project?.remove();
+      await keyDb?.drop();
+    });
+
+    const registryAndRuns = async () =>
+      (await keyDb.pool.query(`SELECT (SELECT count(*) FROM pgrekey.keys)::int AS keys, (SELECT count(*) FROM pgrekey.runs)::int AS runs`)).rows[0];
+
+    it('rotate, verify and keys promote exit 2 naming the key, register nothing, and the right secret still works', async () => {
+      const malformed = { env: { PGREKEY_TEST_KEY_K2: MALFORMED } };
+      for (const args of [['rotate'], ['verify'], ['keys', 'promote', 'k2']]) {
+        const r = await project.cli(args, malformed);
+        expect(r.code, `${args.join(' ')} exit ${r.code}: ${r.stderr}`).toBe(2);
+        expect(r.stderr).toMatch(/key k2: a fernet key must be 32 bytes/);
+        expect(r.stderr.includes(MALFORMED), 'the secret was printed').toBe(false);
+        expect(await registryAndRuns(), args.join(' ')).toEqual({ keys: 0, runs: 0 });
+      }
+      // Nothing was registered, so deploying the right secret is enough.
+      const promoted = await project.cli(['keys', 'promote', 'k2']);
+      expect(promoted.code, promoted.stderr).toBe(0);
+    });
+  });
+});
+

@@ -1,5 +1,7 @@
 import { hostname } from 'node:os';
+import type pg from 'pg';
 import type { Argv, CommandModule } from 'yargs';
+import type { ResolvedConfig } from '../../config/loadConfig.js';
 import { createCodecFromKeyring } from '../../crypto/createCodec.js';
 import type { Codec } from '../../crypto/codec.js';
 import { quoteIdent } from '../../db/quote.js';
@@ -20,7 +22,7 @@ import { formatTable } from '../output.js';
 import { wholeNumberOption } from '../numberOptions.js';
 import { parseDuration } from '../parseDuration.js';
 import { createProgressReporter } from '../progressReporter.js';
-import { checkChosenTargets, withSession, type Session } from '../session.js';
+import { checkChosenTargets, withSession, type KeysBeforeWriting, type Session } from '../session.js';
 import type { CommandContext } from '../context.js';
 import type { Wrap } from './index.js';
 
@@ -93,8 +95,12 @@ export function rotateCommand(wrap: Wrap): CommandModule {
       const sessionOptions = {
         register: argv.dryRun ? ('none' as const) : ('all' as const),
         maxConnections: argv.workers * 2 + 2,
-        // A target that cannot be rotated (missing, not migrated, rows hidden by RLS…) exits 2 before any key is registered.
-        checkBeforeWriting: checkChosenTargets(argv.target),
+        // A --to key that cannot be used, or a target that cannot be rotated (missing, not migrated,
+        // rows hidden by RLS…), exits 2 before any key is registered.
+        checkBeforeWriting: async (pool: pg.Pool, config: ResolvedConfig, keys: KeysBeforeWriting) => {
+          if (argv.to !== undefined) assertTargetKeyUsable(argv.to, keys);
+          return checkChosenTargets(argv.target)(pool, config, keys);
+        },
       };
       return withSession(ctx, sessionOptions, (session, { targets }) =>
         argv.dryRun ? dryRun(ctx, session, argv, targets) : rotate(ctx, session, argv, targets, settings),
@@ -102,6 +108,16 @@ export function rotateCommand(wrap: Wrap): CommandModule {
     }
     ),
   };
+}
+
+/** --to names a configured key that is not retired (it may be unregistered yet: rotate registers it). */
+function assertTargetKeyUsable(keyId: string, keys: KeysBeforeWriting): void {
+  if (!keys.configured.some((k) => k.id === keyId)) {
+    throw new UsageError(`--to ${keyId}: key ${keyId} is not configured here — add it to "keys" in the config file`);
+  }
+  if (keys.registry.find((r) => r.keyId === keyId)?.state === 'retired') {
+    throw new UsageError(`--to ${keyId}: key ${keyId} is retired and can no longer be used`);
+  }
 }
 
 /** The resolved targets and the crypto step for a rotation to `targetKeyId`. */

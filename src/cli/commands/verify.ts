@@ -7,7 +7,7 @@ import { runVerify, type VerifyOutcome } from '../../verify/verify.js';
 import { ExitCode } from '../exitCodes.js';
 import { formatTable } from '../output.js';
 import { boundedNumberOption, wholeNumberOption } from '../numberOptions.js';
-import { checkChosenTargets, withSession, type ChosenTargets, type Session } from '../session.js';
+import { checkChosenTargets, withSession, type ChosenTargets, type KeysBeforeWriting, type Session } from '../session.js';
 import type { CommandContext } from '../context.js';
 import type { Wrap } from './index.js';
 
@@ -57,8 +57,11 @@ export function verifyCommand(wrap: Wrap): CommandModule {
         {
           register: 'all',
           maxConnections: 3,
-          // A target that cannot be verified exits 2 before any key is registered.
-          checkBeforeWriting: checkChosenTargets(argv.target),
+          // An unknown --without key, or a target that cannot be verified, exits 2 before any key is registered.
+          checkBeforeWriting: async (pool, config, keys) => {
+            assertWithheldKeysKnown(argv.without ?? [], keys);
+            return checkChosenTargets(argv.target)(pool, config, keys);
+          },
         },
         (session, chosen) => verify(ctx, session, argv, chosen),
       ),
@@ -66,13 +69,17 @@ export function verifyCommand(wrap: Wrap): CommandModule {
   };
 }
 
-async function verify(ctx: CommandContext, session: Session, argv: VerifyArgs, chosen: ChosenTargets): Promise<0 | 1> {
-  const without = [...new Set(argv.without ?? [])];
+/** Each --without key is configured or registered (withholding a key nobody knows is a typo). */
+function assertWithheldKeysKnown(without: readonly string[], keys: KeysBeforeWriting): void {
   for (const id of without) {
-    if (!session.keys.some((k) => k.id === id) && !session.registry.some((k) => k.keyId === id)) {
-      throw new UsageError(`--without ${id}: no such key is configured or registered`);
+    if (!keys.configured.some((k) => k.id === id) && !keys.registry.some((k) => k.keyId === id)) {
+      throw new UsageError(`--without ${id}: no such key is configured or registered — check the key id ("pg-rekey keys list")`);
     }
   }
+}
+
+async function verify(ctx: CommandContext, session: Session, argv: VerifyArgs, chosen: ChosenTargets): Promise<0 | 1> {
+  const without = [...new Set(argv.without ?? [])];
   const { targets, partial } = chosen;
   const codecs = new Map<string, Codec>();
   for (const t of targets) codecs.set(t.name, createCodecFromKeyring(t.format, await session.keyring(t.format)));
