@@ -86,6 +86,10 @@ describe('keys are checked before any is registered', () => {
     await expectRefused(['rotate', '--to', 'nosuch'], /--to nosuch: key nosuch is not configured/);
     await expectRefused(['rotate', '--dry-run', '--to', 'nosuch'], /key nosuch is not configured/);
     await expectRefused(['verify', '--without', 'nosuch'], /--without nosuch: no such key/);
+    // An empty --to is a mistake (an unset variable in a script), not "the primary".
+    await expectRefused(['rotate', '--to', ''], /--to needs a key id/);
+    await expectRefused(['rotate', '--to'], /--to needs a key id/);
+    await expectRefused(['rotate', '--dry-run', '--to', ' '], /--to needs a key id/);
   });
 
   describe('a secret that is not a valid key for a target format', () => {

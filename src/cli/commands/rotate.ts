@@ -84,6 +84,10 @@ export function rotateCommand(wrap: Wrap): CommandModule {
         })
         .option('emergency', { type: 'boolean', default: false, describe: 'Record this as an emergency rotation (requires --reason)' })
         .check((a) => {
+          // An empty --to is usually an unset variable in a script: refuse it rather than guess a key.
+          if (a.to !== undefined && String(a.to).trim() === '') {
+            throw new UsageError('--to needs a key id, e.g. --to 2026q1; leave --to out to rotate to the registry\'s primary key');
+          }
           if (a.emergency && !a.reason) throw new UsageError('--emergency needs --reason "<what happened>" for the audit trail');
           if (a['abandon-open-run'] && !a.reason) throw new UsageError('--abandon-open-run needs --reason "<why>" for the audit trail');
           return true;
