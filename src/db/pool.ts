@@ -9,6 +9,13 @@ export interface DbLogger {
   warn(obj: object, msg?: string): void;
 }
 
+/**
+ * How long to wait for a server to accept a connection and answer the
+ * start-up: a server that accepts TCP and never answers (a dead proxy, a
+ * blackholed port) then fails the command instead of hanging it.
+ */
+export const CONNECT_TIMEOUT_MS = 10_000;
+
 /** Options of `createPool`. */
 export interface CreatePoolOptions {
   /** Shown in pg_stat_activity so a DBA can tell our sessions apart. Default 'pg-rekey'. */
@@ -44,7 +51,7 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
     connectionString: databaseUrl,
     application_name: options.applicationName ?? 'pg-rekey',
     max: options.max ?? 10,
-    connectionTimeoutMillis: options.connectionTimeoutMillis ?? 10_000,
+    connectionTimeoutMillis: options.connectionTimeoutMillis ?? CONNECT_TIMEOUT_MS,
     idleTimeoutMillis: options.idleTimeoutMillis ?? 30_000,
     keepAlive: true,
   });
@@ -53,4 +60,33 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
     options.logger?.warn({ err: { message: err.message, code: err.code } }, 'idle database connection failed');
   });
   return pool;
+}
+
+/**
+ * Connects a single pg.Client (for work that needs one session, such as
+ * migrations under a session advisory lock) with the pool's connect timeout
+ * and keepalive. On failure the client is closed, so a socket the server
+ * still holds open (say, waiting for a password we do not have) cannot keep
+ * the process alive.
+ */
+export async function connectClient(databaseUrl: string, applicationName: string): Promise<pg.Client> {
+  const client = new pg.Client({
+    connectionString: databaseUrl,
+    application_name: applicationName,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    keepAlive: true,
+  });
+  try {
+    await client.connect();
+  } catch (err) {
+    // Not awaited: after a failed connect, end() may wait for an 'end' event that never comes.
+    client.end().catch(() => undefined);
+    if ((err as Error)?.message === 'timeout expired') {
+      // pg.Client's own wording for connectionTimeoutMillis; say it as pg.Pool does,
+      // which is what isConnectionError recognises.
+      throw new Error(`Connection terminated due to connection timeout (no answer within ${CONNECT_TIMEOUT_MS / 1000} s)`, { cause: err });
+    }
+    throw err;
+  }
+  return client;
 }

@@ -2,8 +2,9 @@ import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
+import type pg from 'pg';
 import type { Logger } from 'pino';
+import { connectClient } from '../db/pool.js';
 import { UsageError } from '../errors.js';
 
 /**
@@ -72,8 +73,7 @@ export async function ownMigrationNames(): Promise<string[]> {
  */
 export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
   assertDownCount(options);
-  const client = new pg.Client({ connectionString: options.databaseUrl, application_name: 'pg-rekey migrate' });
-  await client.connect();
+  const client = await connectClient(options.databaseUrl, 'pg-rekey migrate');
   const sql: string[] = [];
   try {
     // A dry run still makes node-pg-migrate create its schema and table to read

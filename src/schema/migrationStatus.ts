@@ -1,6 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
+import { connectClient } from '../db/pool.js';
 import { quoteIdent } from '../db/quote.js';
 import { sql, type Sql } from '../db/sql.js';
 import { OWN_MIGRATIONS_TABLE, TARGET_MIGRATIONS_TABLE, ownMigrationNames } from './migrate.js';
@@ -70,8 +71,7 @@ export async function migrationStatus(options: {
   schema: string;
   targetMigrationsDir?: string | undefined;
 }): Promise<MigrationStatus> {
-  const client = new pg.Client({ connectionString: options.databaseUrl, application_name: 'pg-rekey migrate status' });
-  await client.connect();
+  const client = await connectClient(options.databaseUrl, 'pg-rekey migrate status');
   try {
     const own = merge(await ownMigrationNames(), await appliedIn(client, options.schema, OWN_MIGRATIONS_TABLE));
     const targetFiles = options.targetMigrationsDir ? await migrationFileNames(options.targetMigrationsDir) : [];
