@@ -8,6 +8,7 @@ import type { Format } from '../crypto/formats.js';
 import { getFormatHandler } from '../crypto/getFormatHandler.js';
 import { keyringFromResolved, type Keyring } from '../crypto/keyring.js';
 import { resolveKeys, type ResolvedKey } from '../crypto/keySources.js';
+import { connectSetupFailureOf, type ConnectSetupFailure } from '../db/connectFailure.js';
 import { createPool } from '../db/pool.js';
 import { classifySqlState, isConnectionError, SqlState, sqlstateOf } from '../db/sqlstate.js';
 import { DatabaseError, PgRekeyError, UsageError } from '../errors.js';
@@ -122,9 +123,40 @@ export function cliActor(): Actor {
   return { osUser, host: hostname() };
 }
 
-/** Turns driver errors into typed errors so the CLI exits 69 with a clear message, never 70. */
+/** What to do about each connection set-up failure (see connectSetupFailureOf); never quotes the URL. */
+function connectSetupError(failure: ConnectSetupFailure, err: unknown): PgRekeyError {
+  switch (failure) {
+    case 'url-invalid':
+      // Exit 2: the URL is configuration. Its text may hold a password, so it is not quoted.
+      return new UsageError(
+        'the database URL (--database-url or DATABASE_URL) cannot be parsed — fix it: postgres://user:password@host:5432/dbname, ' +
+          'with a port from 1 to 65535 and special characters in the user or password percent-encoded',
+      );
+    case 'password-missing':
+      return new DatabaseError(
+        'database unavailable: the server needs a password and none was given — put it in the database URL ' +
+          '(postgres://user:password@host/dbname), or in PGPASSWORD or ~/.pgpass',
+        { cause: err },
+      );
+    case 'ssl-unsupported':
+      return new DatabaseError(
+        'database unavailable: the server does not support SSL connections, and the database URL asks for SSL (sslmode) — ' +
+          'enable SSL on the server, or remove sslmode from the URL if an unencrypted connection is acceptable',
+        { cause: err },
+      );
+    case 'tls':
+      return new DatabaseError(
+        `database unavailable: the SSL connection failed: ${(err as Error).message} — check sslmode and sslrootcert in the database URL against the server's certificate`,
+        { cause: err },
+      );
+  }
+}
+
+/** Turns driver errors into typed errors so the CLI exits 69 (2 for an unparseable URL) with a clear message, never 70. */
 export function asDatabaseError(err: unknown): unknown {
   if (err instanceof PgRekeyError) return err;
+  const setupFailure = connectSetupFailureOf(err);
+  if (setupFailure) return connectSetupError(setupFailure, err);
   const code = sqlstateOf(err);
   if (isConnectionError(err) || classifySqlState(err) === 'insufficient-privilege' || code === '28P01' || code === '3D000') {
     return new DatabaseError(`database unavailable: ${(err as Error).message}${code ? ` (SQLSTATE ${code})` : ''}`, {

@@ -16,6 +16,33 @@ export interface DbLogger {
  */
 export const CONNECT_TIMEOUT_MS = 10_000;
 
+/**
+ * A pg.Client that closes its socket when connecting fails. pg-pool drops such
+ * a client without ending it, and when the server still holds the socket open
+ * (it asked for a password we do not have, and waits for one) the process
+ * would stay alive until the server's authentication_timeout.
+ */
+class ClosingClient extends pg.Client {
+  override connect(): Promise<pg.Client>;
+  override connect(callback: ConnectCallback): void;
+  override connect(callback?: ConnectCallback): Promise<pg.Client> | void {
+    // Not awaited: after a failed connect, end() may wait for an 'end' event that never comes.
+    const close = () => void this.end().catch(() => undefined);
+    if (callback) {
+      return super.connect(((err: Error | null, client?: pg.Client) => {
+        if (err) close();
+        (callback as (err: Error | null, client?: pg.Client) => void)(err, client);
+      }) as ConnectCallback);
+    }
+    return super.connect().catch((err: unknown) => {
+      close();
+      throw err;
+    });
+  }
+}
+
+type ConnectCallback = Parameters<pg.Client['connect']>[0] & {};
+
 /** Options of `createPool`. */
 export interface CreatePoolOptions {
   /** Shown in pg_stat_activity so a DBA can tell our sessions apart. Default 'pg-rekey'. */
@@ -48,6 +75,7 @@ export interface CreatePoolOptions {
  */
 export function createPool(databaseUrl: string, options: CreatePoolOptions = {}): pg.Pool {
   const pool = new pg.Pool({
+    Client: ClosingClient,
     connectionString: databaseUrl,
     application_name: options.applicationName ?? 'pg-rekey',
     max: options.max ?? 10,
@@ -70,7 +98,7 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
  * the process alive.
  */
 export async function connectClient(databaseUrl: string, applicationName: string): Promise<pg.Client> {
-  const client = new pg.Client({
+  const client = new ClosingClient({
     connectionString: databaseUrl,
     application_name: applicationName,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
@@ -79,8 +107,6 @@ export async function connectClient(databaseUrl: string, applicationName: string
   try {
     await client.connect();
   } catch (err) {
-    // Not awaited: after a failed connect, end() may wait for an 'end' event that never comes.
-    client.end().catch(() => undefined);
     if ((err as Error)?.message === 'timeout expired') {
       // pg.Client's own wording for connectionTimeoutMillis; say it as pg.Pool does,
       // which is what isConnectionError recognises.

@@ -42,7 +42,26 @@ const RETRYABLE = new Set<string>([
 ]);
 
 /** Node socket error codes that mean the connection, not the statement, failed. */
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND']);
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EADDRNOTAVAIL',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+/**
+ * Syscalls whose failure means the server could not be reached. They make
+ * otherwise ambiguous codes a connection failure: ENOENT or EACCES from
+ * `connect` is a Unix socket that is missing or not ours to open, while from
+ * a file read it is not a database problem at all.
+ */
+const CONNECT_SYSCALLS = new Set(['connect', 'getaddrinfo']);
 
 /** Coarse category of a database error, for mapping to user-facing errors. */
 export type SqlStateCategory =
@@ -92,8 +111,10 @@ export function isRetryable(err: unknown): boolean {
 
 /**
  * True when the connection is gone or unusable: SQLSTATE class 08, a server
- * shutdown (57P01–57P03), a socket error, or pg's own "Connection terminated"
- * errors (which carry no code). The caller should reconnect, not just retry.
+ * shutdown (57P01–57P03), a socket error (including a failed connect to a
+ * Unix socket), or pg's own "Connection terminated" errors (which carry no
+ * code). The caller should reconnect, not just retry. Set-up failures that
+ * reconnecting cannot fix (no password, SSL) are connectSetupFailureOf's.
  */
 export function isConnectionError(err: unknown): boolean {
   const code = sqlstateOf(err);
@@ -107,8 +128,9 @@ export function isConnectionError(err: unknown): boolean {
   }
   let current: unknown = err;
   for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
-    const nodeCode = (current as { code?: unknown }).code;
+    const { code: nodeCode, syscall } = current as { code?: unknown; syscall?: unknown };
     if (typeof nodeCode === 'string' && NETWORK_CODES.has(nodeCode)) return true;
+    if (typeof nodeCode === 'string' && typeof syscall === 'string' && CONNECT_SYSCALLS.has(syscall)) return true;
     if (/^Connection terminated/.test(current.message)) return true;
     current = (current as { cause?: unknown }).cause;
   }
