@@ -3,6 +3,8 @@
  * one JSON document with --json), diagnostics to stderr. Library code never prints.
  */
 
+import { maskCredentials } from './maskCredentials.js';
+
 /** Where and how a command writes its result. */
 export interface Output {
   readonly json: boolean;
@@ -10,7 +12,7 @@ export interface Output {
   result(data: unknown, human: () => string): void;
   /** A line of human-only narration on stderr (suppressed with --json). */
   info(line: string): void;
-  /** Prints an error for the user on stderr. */
+  /** Prints an error for the user on stderr, with any password in it masked. */
   error(code: string, message: string): void;
 }
 
@@ -26,7 +28,9 @@ export function createOutput(options: { json: boolean; stdout?: NodeJS.WritableS
     info(line) {
       if (!options.json) stderr.write(ensureNewline(line));
     },
-    error(code, message) {
+    error(code, rawMessage) {
+      // Every error passes here; none may show a password (see maskCredentials).
+      const message = maskCredentials(rawMessage);
       stderr.write(
         options.json ? `${JSON.stringify({ error: { code, message } })}\n` : `pg-rekey: ${ensureNewline(message)}`,
       );
