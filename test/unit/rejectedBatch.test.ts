@@ -1,6 +1,6 @@
 /**
- * A batch the table rejects becomes exit 69 with the server's message, and
- * no value of the batch survives in that message.
+ * A batch the table rejects becomes exit 69; the server's own message is
+ * shown with the batch's values blanked, a message raised by a function never.
  */
 import { describe, expect, it } from 'vitest';
 import { asBatchRejected, redactValues } from '../../src/rotation/rejectedBatch.js';
@@ -21,16 +21,51 @@ describe('redactValues', () => {
   });
 });
 
+const AFTER = 'the batch was rolled back, nothing of it was written — fix the cause (a constraint or trigger on the table?) and run rotate again: it resumes from the last checkpoint';
+
 describe('asBatchRejected', () => {
-  it('turns a data, constraint or PL/pgSQL error into a DatabaseError (exit 69) without the values', () => {
-    for (const code of ['22001', '23514', 'P0001']) {
-      const err = asBatchRejected(serverError(code, 'refused FERNET_V1:abcdefgh'), target, ['FERNET_V1:abcdefgh']);
-      expect(err).toMatchObject({ code: 'DATABASE' });
-      expect((err as Error).message).toBe(
-        `the database rejected a batch of public.people: refused [a value] (SQLSTATE ${code}); the batch was rolled back, ` +
-          'nothing of it was written — fix the cause (a constraint or trigger on the table?) and run rotate again: it resumes from the last checkpoint',
-      );
-    }
+  it("turns the server's own data or constraint error into a DatabaseError (exit 69), values blanked, constraint named", () => {
+    const tooLong = asBatchRejected(serverError('22001', 'value too long for FERNET_V1:abcdefgh'), target, ['FERNET_V1:abcdefgh']);
+    expect(tooLong).toMatchObject({ code: 'DATABASE' });
+    expect((tooLong as Error).message).toBe(
+      `the database rejected a batch of public.people: value too long for [a value] (SQLSTATE 22001); ${AFTER}`,
+    );
+    const check = Object.assign(serverError('23514', 'new row for relation "people" violates check constraint "email_shape"'), {
+      constraint: 'email_shape',
+    });
+    expect((asBatchRejected(check, target, []) as Error).message).toBe(
+      `the database rejected a batch of public.people: new row for relation "people" violates check constraint "email_shape" (constraint email_shape) (SQLSTATE 23514); ${AFTER}`,
+    );
+  });
+
+  it('never shows a message a PL/pgSQL function raised, even with only a part of a value in it; names the function', () => {
+    const value = 'FERNET_V1:Z0FBQUFBQm9sZGVmZ2hpamtsbW5vcA==';
+    const part = value.slice(10, 30);
+    const raised = Object.assign(serverError('P0001', `rejects ${part}`), {
+      where: 'PL/pgSQL function public.refuse_row() line 3 at RAISE',
+    });
+    const message = (asBatchRejected(raised, target, [value]) as Error).message;
+    // Booleans, so a failure cannot print the value either.
+    expect(message.includes(part), 'the part of the value is shown').toBe(false);
+    expect(message.includes('rejects'), "the trigger's message is shown").toBe(false);
+    expect(message).toBe(
+      'the database rejected a batch of public.people: an error raised by PL/pgSQL function public.refuse_row() — ' +
+        "its message is not shown because a trigger may build it from row values; read it in the server log, and see the table's triggers " +
+        `with \\d public.people in psql (SQLSTATE P0001); ${AFTER}`,
+    );
+  });
+
+  it('hides the message of any class raised inside a function (a trigger can RAISE with ERRCODE 23514), keeping the constraint name', () => {
+    const raised = Object.assign(serverError('23514', 'bad email user42@example.com'), {
+      where: 'PL/pgSQL function check_email() line 2 at RAISE',
+      constraint: 'email_shape',
+    });
+    const message = (asBatchRejected(raised, target, []) as Error).message;
+    expect(message.includes('user42'), "the trigger's message is shown").toBe(false);
+    expect(message).toContain('an error raised by PL/pgSQL function check_email() (constraint email_shape)');
+    const bare = (asBatchRejected(serverError('P0001', 'bad email user42@example.com'), target, []) as Error).message;
+    expect(bare.includes('user42'), "the trigger's message is shown").toBe(false);
+    expect(bare).toContain('an error raised by a function');
   });
 
   it('leaves other errors as they are (a syntax error is a bug of ours; a socket error has no SQLSTATE)', () => {
