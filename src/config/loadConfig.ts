@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { parseQualifiedName } from '../db/quote.js';
 import { ConfigError } from '../errors.js';
 import { configFileSchema, type ConfigFile, type FormatId } from './configSchema.js';
+import { describeJsonSyntaxError } from './findJsonSyntaxError.js';
 
 /** A configured key: its id and where its secret comes from (never the secret). */
 export interface KeyRef {
@@ -105,8 +106,9 @@ export async function loadConfig(configPath: string): Promise<ResolvedConfig> {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(`config file ${configPath} is not valid JSON: ${(err as Error).message}`);
+  } catch {
+    // Never JSON.parse's message: it quotes the text near the error, which may be a secret.
+    throw new ConfigError(`config file ${configPath} is not valid JSON: ${describeJsonSyntaxError(text)}`);
   }
   return resolveConfig(raw, configPath);
 }

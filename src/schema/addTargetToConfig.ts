@@ -1,6 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { splitTableName } from '../config/loadConfig.js';
 import type { FormatId } from '../config/configSchema.js';
+import { describeJsonSyntaxError } from '../config/findJsonSyntaxError.js';
 import { ConfigError, UsageError } from '../errors.js';
 
 /** A target as written into the config file. */
@@ -51,8 +52,9 @@ export function planConfigChange(
   let raw: { targets?: TargetEntry[] } & Record<string, unknown>;
   try {
     raw = JSON.parse(text) as typeof raw;
-  } catch (err) {
-    throw new ConfigError(`config file ${configPath} is not valid JSON: ${(err as Error).message}`);
+  } catch {
+    // Never JSON.parse's message: it quotes the text near the error, which may be a secret.
+    throw new ConfigError(`config file ${configPath} is not valid JSON: ${describeJsonSyntaxError(text)}`);
   }
   const targets = Array.isArray(raw.targets) ? raw.targets : [];
   const existing = targets.find((t) => sameTable(t.table, wanted.schema, wanted.table));
