@@ -74,6 +74,9 @@ describe('bad input exits 2 and writes nothing', () => {
       const result = await expectRefused(args, new RegExp(flag));
       expect(result.stderr, args.join(' ')).not.toMatch(/internal error|SQLSTATE/);
     }
+    // A lease renewed only at each batch's commit must outlast a batch.
+    await expectRefused(['rotate', '--lease', '0s'], /--lease 0s: a lease must be at least 1s/);
+    await expectRefused(['rotate', '--lease', '500ms'], /--lease 500ms: a lease must be at least 1s/);
     // A number given twice is ambiguous, not "the last one wins".
     await expectRefused(['rotate', '--workers', '2', '--workers', '3'], /--workers is given more than once/);
   });

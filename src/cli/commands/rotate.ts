@@ -47,6 +47,9 @@ interface RotateArgs {
   abandonOpenRun: boolean;
 }
 
+/** The shortest --lease accepted: below it a range would change hands at nearly every batch. */
+const MIN_LEASE_MS = 1000;
+
 /** `pg-rekey rotate`: re-encrypt every target value not yet under the target key. */
 export function rotateCommand(wrap: Wrap): CommandModule {
   return {
@@ -70,7 +73,11 @@ export function rotateCommand(wrap: Wrap): CommandModule {
         .option('max-replica-lag', { type: 'string', describe: 'Wait while a streaming replica lags more than this (e.g. 10s); needs pg_monitor or pg_read_all_stats' })
         .option('lock-timeout', { type: 'string', default: '5s', describe: 'lock_timeout of each batch; timed-out batches are retried' })
         .option('statement-timeout', { type: 'string', default: '60s', describe: 'statement_timeout of each batch' })
-        .option('lease', { type: 'string', default: '30s', describe: 'How long a range stays claimed without progress before another worker takes it over' })
+        .option('lease', {
+          type: 'string',
+          default: '30s',
+          describe: `How long a range stays claimed without progress before another worker takes it over (at least ${MIN_LEASE_MS / 1000}s; keep it above the time one batch takes)`,
+        })
         .option('reason', { type: 'string', describe: 'Why this rotation runs (recorded in the audit trail)' })
         .option('encrypt-legacy', {
           type: 'boolean',
@@ -188,6 +195,14 @@ function settingsFrom(argv: RotateArgs): RotationSettings {
     pauseMs: argv.pauseMs,
     maxReplicaLagMs: argv.maxReplicaLag === undefined ? undefined : parseDuration(argv.maxReplicaLag, 'max-replica-lag'),
   };
+  // A lease is renewed only when a batch commits: one shorter than a batch
+  // takes (0s) would hand every range to another worker at every batch.
+  if (settings.leaseMs < MIN_LEASE_MS) {
+    throw new UsageError(
+      `--lease ${argv.lease}: a lease must be at least ${MIN_LEASE_MS / 1000}s (default 30s), and should stay well above the time one batch takes, ` +
+        'or workers keep taking ranges from each other',
+    );
+  }
   // A lease is renewed with each batch: a pause between batches longer than
   // half of it would let other workers take ranges over from a healthy one.
   const pauseMs = (settings.pauseMs ?? 0) + (settings.maxRate ? (settings.batchSize / settings.maxRate) * 1000 : 0);
