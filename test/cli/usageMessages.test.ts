@@ -17,4 +17,26 @@ describe('usage messages', () => {
       expect(r.stdout.includes('Pa55w0rdSecret'), 'the password was printed').toBe(false);
     }
   });
+
+  it('a command group without its subcommand names the subcommands', async () => {
+    const expected: Record<string, RegExp> = {
+      keys: /Name a keys command; see pg-rekey keys --help/,
+      target: /Name a target command: add/,
+      migrate: /Name a migrate command: up, down or status/,
+    };
+    for (const [group, message] of Object.entries(expected)) {
+      const r = await runCli([group]);
+      expect(r.code, `${group}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).not.toMatch(/Not enough non-option arguments/);
+    }
+  });
+
+  it('migrate --help names the schema as it is called (pgrekey; pg_ names are reserved)', async () => {
+    const r = await runCli(['migrate', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toContain('pg_rekey');
+    expect(r.stdout).toContain('pgrekey by default');
+  });
 });
+

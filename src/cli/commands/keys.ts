@@ -10,7 +10,7 @@ import { addKeyLifecycleCommands } from './keysLifecycle.js';
 /** `pg-rekey keys …`: generate, check (and the registry lifecycle commands). */
 export function keysCommand(wrap: Wrap): CommandModule {
   return {
-    command: 'keys <command>',
+    command: 'keys',
     describe: 'Generate, check and manage encryption keys',
     builder: (yargs: Argv) =>
       addKeyLifecycleCommands(yargs, wrap)

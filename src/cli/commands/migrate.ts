@@ -72,14 +72,14 @@ export function migrateCommand(wrap: Wrap): CommandModule {
     describe: 'Print the SQL that would run; write nothing',
   };
   return {
-    command: 'migrate <command>',
+    command: 'migrate',
     describe: "Apply, undo or list pg-rekey's schema migrations and the target migrations",
     builder: (yargs: Argv) =>
       yargs
         .command({
           command: 'up',
           describe:
-            'Apply pending migrations: the pg_rekey schema first, then those in migrationsDir. Safe to run from several hosts at once',
+            'Apply pending migrations: pg-rekey\'s own schema ("schema" in the config, pgrekey by default) first, then those in migrationsDir. Safe to run from several hosts at once',
           builder: (y: Argv) => y.option('dry-run', dryRun),
           handler: wrap<{ dryRun: boolean }>(async (ctx, argv) => {
             const result = await runMigrate(ctx, 'up', { dryRun: argv.dryRun });
@@ -91,7 +91,7 @@ export function migrateCommand(wrap: Wrap): CommandModule {
         })
         .command({
           command: 'down',
-          describe: 'Undo the last migration (target migrations first, then the pg_rekey schema)',
+          describe: 'Undo the last migration (target migrations first, then pg-rekey\'s own schema)',
           builder: (y: Argv) =>
             y
               .option('dry-run', dryRun)

@@ -51,7 +51,7 @@ async function scanMigrations(dir: string, schema: string, table: string) {
 /** `pg-rekey target add`: validate a table, write its migration, add it to the config. */
 export function targetCommand(wrap: Wrap): CommandModule {
   return {
-    command: 'target <command>',
+    command: 'target',
     describe: 'Add tables whose columns pg-rekey rotates',
     builder: (yargs: Argv) =>
       yargs

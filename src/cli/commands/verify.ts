@@ -33,8 +33,8 @@ export function verifyCommand(wrap: Wrap): CommandModule {
       y
         .option('target', { type: 'string', array: true, describe: 'Limit to table.column (repeatable), e.g. people.email' })
         .option('without', { type: 'string', array: true, describe: 'Withhold this key (repeatable): rehearse its retirement' })
-        .option('sample', wholeNumberOption('sample', { min: 1, describe: 'Check about N rows per target (random keyset windows) instead of all' }))
-        .option('sample-percent', boundedNumberOption('sample-percent', { above: 0, atMost: 100, describe: 'Check about P percent of each target instead of all' }))
+        .option('sample', wholeNumberOption('sample', { min: 1, describe: 'Check about N random rows per target, not all' }))
+        .option('sample-percent', boundedNumberOption('sample-percent', { above: 0, atMost: 100, describe: 'Check about P percent of each target, not all' }))
         .option('seed', wholeNumberOption('seed', { min: 0, describe: 'Seed of the sample, to check the same rows again' }))
         .option('fix-versions', {
           type: 'boolean',
