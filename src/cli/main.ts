@@ -4,7 +4,7 @@ import { createContext, type CommandContext, type GlobalOptions } from './contex
 import { ExitCode, exitCodeFor, type ExitCodeValue } from './exitCodes.js';
 import { createOutput } from './output.js';
 import { registerCommands } from './commands/index.js';
-import { PgRekeyError } from '../errors.js';
+import { PgRekeyError, UsageError } from '../errors.js';
 
 const version = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string })
   .version;
@@ -24,11 +24,13 @@ export async function runCli(argv: string[]): Promise<ExitCodeValue> {
       default: './pg-rekey.config.json',
       describe: 'Config file: keys, targets, schema (see README "Config")',
       global: true,
+      coerce: givenOnce('config'),
     })
     .option('database-url', {
       type: 'string',
       describe: 'PostgreSQL connection URL (default: env DATABASE_URL)',
       global: true,
+      coerce: givenOnce('database-url'),
     })
     .option('json', { type: 'boolean', default: false, describe: 'Print results as JSON', global: true })
     .option('log-level', {
@@ -37,6 +39,7 @@ export async function runCli(argv: string[]): Promise<ExitCodeValue> {
       default: 'info',
       describe: 'Log level of the JSON log lines on stderr',
       global: true,
+      coerce: givenOnce('log-level'),
     })
     .version(version)
     .alias('help', 'h')
@@ -79,6 +82,18 @@ export async function runCli(argv: string[]): Promise<ExitCodeValue> {
     return exitCodeFor(error);
   }
   return exitCode;
+}
+
+/**
+ * yargs collects a repeated option into an array, which the code behind a
+ * string option does not expect (an internal error); which value was meant is
+ * unclear anyway, so a repeated global option is a usage mistake.
+ */
+function givenOnce(flag: string): (value: unknown) => unknown {
+  return (value) => {
+    if (Array.isArray(value)) throw new UsageError(`--${flag} is given more than once — give it once`);
+    return value;
+  };
 }
 
 /** A usage mistake found by yargs (unknown option, missing argument). */

@@ -38,5 +38,14 @@ describe('usage messages', () => {
     expect(r.stdout).not.toContain('pg_rekey');
     expect(r.stdout).toContain('pgrekey by default');
   });
+
+  it('a global option given twice is refused, not an internal error', async () => {
+    const r = await runCli(['status', '--database-url', 'postgres://a@h1/db', '--database-url', 'postgres://a@h2/db']);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/--database-url is given more than once/);
+    const c = await runCli(['keys', 'check', '--config', 'a.json', '--config', 'b.json']);
+    expect(c.code, c.stderr).toBe(2);
+    expect(c.stderr).toMatch(/--config is given more than once/);
+  });
 });
 
