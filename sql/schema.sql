@@ -50,7 +50,9 @@ CREATE TABLE pgrekey.ranges (
     rows_failed bigint DEFAULT 0 NOT NULL,
     rows_conflicted bigint DEFAULT 0 NOT NULL,
     changed_by_source jsonb DEFAULT '{}'::jsonb NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    recheck jsonb DEFAULT '[]'::jsonb NOT NULL,
+    batches_committed integer DEFAULT 0 NOT NULL
 );
 
 CREATE TABLE pgrekey.run_chain (
@@ -108,6 +110,8 @@ ALTER TABLE ONLY pgrekey.ranges ADD CONSTRAINT ranges_run_id_target_ordinal_key 
 ALTER TABLE ONLY pgrekey.ranges ADD CONSTRAINT ranges_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY pgrekey.ranges ADD CONSTRAINT ranges_run_id_fkey FOREIGN KEY (run_id) REFERENCES pgrekey.runs(id);
+
+ALTER TABLE ONLY pgrekey.ranges ADD CONSTRAINT ranges_recheck_is_array CHECK ((jsonb_typeof(recheck) = 'array'::text));
 
 ALTER TABLE ONLY pgrekey.ranges ADD CONSTRAINT ranges_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text, 'done'::text])));
 

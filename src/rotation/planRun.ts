@@ -4,7 +4,7 @@ import { qualifiedName, quoteIdent } from '../db/quote.js';
 import { sql, type Sql } from '../db/sql.js';
 import { sqlstateOf } from '../db/sqlstate.js';
 import { withTransaction, type Queryable } from '../db/withTransaction.js';
-import { RunConflictError } from '../errors.js';
+import { RunConflictError, UsageError } from '../errors.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
 import type { Actor } from '../schema/runsSql.js';
 import type { RowKey } from './batchSql.js';
@@ -41,6 +41,23 @@ const MAX_RANGES = 256;
 const MIN_RANGES = 8;
 const MIN_ROWS_PER_RANGE = 1_000;
 const SAMPLE_ROWS = 20_000;
+
+/**
+ * A SHARE lock on the key registry, held until the run is committed. Every
+ * change to the registry (register, promote, retire) takes SHARE ROW EXCLUSIVE,
+ * which conflicts: a retirement of the target key either commits first (and
+ * the new run is refused by the state check that follows) or waits until the
+ * run is committed — and then its gate finds the run open and refuses. Without
+ * it, `keys retire K` and a starting `rotate --to K` could both succeed,
+ * leaving rows under a retired key.
+ */
+function lockRegistrySql(schema: string): Sql {
+  return sql(`LOCK TABLE ${quoteIdent(schema)}.keys IN SHARE MODE`);
+}
+
+function selectKeyStateSql(schema: string, keyId: string): Sql {
+  return sql(`SELECT state FROM ${quoteIdent(schema)}.keys WHERE key_id = $1`, [keyId]);
+}
 
 function selectOpenRotationSql(schema: string): Sql {
   return sql(
@@ -130,13 +147,14 @@ export async function startOrJoinRun(
   for (let attempt = 0; ; attempt++) {
     try {
       return await withTransaction(pool, async (client) => {
+        await client.query(lockRegistrySql(schema));
         const open = (await client.query<{ id: number; targetKey: string; targets: string[] }>(selectOpenRotationSql(schema))).rows[0];
         if (open) {
           const sameColumns = [...open.targets].sort().join() === [...run.columns].sort().join();
           const conflicts = open.targetKey !== run.targetKeyId || !sameColumns;
           if (conflicts && run.abandonOpenRun) {
             // Waits for the open run's batches in flight (they hold a share lock on
-            // its row); after this no batch of it can commit (lockOpenRunSql).
+            // its row); after this no batch of it can commit (lockRunSql).
             await client.query(abandonRunSql(schema, open.id, run.reason));
           } else if (conflicts) {
             throw new RunConflictError(
@@ -147,6 +165,10 @@ export async function startOrJoinRun(
           } else {
             return { id: open.id, targetKeyId: open.targetKey, joined: true };
           }
+        }
+        const key = (await client.query<{ state: string }>(selectKeyStateSql(schema, run.targetKeyId))).rows[0];
+        if (key?.state !== 'active') {
+          throw new UsageError(`key ${run.targetKeyId} is ${key ? 'retired' : 'no longer registered'} — no rotation was started; rotate to an active key`);
         }
         const id = (await client.query<{ id: number }>(insertRotationRunSql(schema, run))).rows[0]!.id;
         for (const target of targets) await planRanges(client, schema, id, target);

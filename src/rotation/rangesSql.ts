@@ -14,6 +14,10 @@ export interface ClaimedRange {
   lowerBound: RowKey | null;
   upperBound: RowKey | null;
   checkpoint: RowKey | null;
+  /** Rows that lost a compare-and-swap and wait to be read again (the checkpoint is past them). */
+  recheck: RowKey[];
+  /** Batches committed so far; the next batch's checkpoint write is fenced by it. */
+  batchesCommitted: number;
   leaseToken: string;
   estimatedRows: number;
 }
@@ -37,7 +41,8 @@ export function claimRangeSql(schema: string, runId: number, owner: string, leas
          LIMIT 1
          FOR UPDATE SKIP LOCKED)
       RETURNING r.id::int AS id, r.target, r.lower_bound AS "lowerBound", r.upper_bound AS "upperBound",
-                r.checkpoint, r.lease_token::text AS "leaseToken", r.estimated_rows::float8 AS "estimatedRows"`,
+                r.checkpoint, r.recheck, r.batches_committed AS "batchesCommitted",
+                r.lease_token::text AS "leaseToken", r.estimated_rows::float8 AS "estimatedRows"`,
     [runId, owner, leaseMs],
   );
 }
@@ -53,64 +58,85 @@ export interface BatchCounts {
   bySource: Record<string, Record<string, number>>;
 }
 
+/** Where a batch leaves its range: the keyset position, the rows to read again, and whether the range is finished. */
+export interface RangeAdvance {
+  /** The last key read (null: unchanged, the batch only re-read rows). */
+  checkpoint: RowKey | null;
+  /** Rows that lost the compare-and-swap and are to be read again (replaces the previous list). */
+  recheck: RowKey[];
+  done: boolean;
+}
+
 /**
- * Advances a range's checkpoint and counters and renews its lease, only if the
- * caller still holds the lease (a range already done still accepts the
- * re-examined rows of its holder). Run inside the batch's transaction: zero rows
- * updated means the lease was taken over, and the caller must roll back.
+ * Advances a range's checkpoint, rows to re-read and counters, and renews its
+ * lease — only if the caller still holds the lease and the range has exactly
+ * `batchesCommitted` batches (so a batch retried after its commit went through
+ * cannot apply twice). Run inside the batch's transaction: zero rows updated
+ * means the caller must roll back (see {@link selectRangeFenceSql}).
  */
 export function advanceCheckpointSql(
   schema: string,
-  range: { id: number; leaseToken: string },
-  checkpoint: RowKey | null,
+  range: { id: number; leaseToken: string; batchesCommitted: number },
+  advance: RangeAdvance,
   counts: BatchCounts,
-  done: boolean,
   leaseMs: number,
 ): Sql {
   return sql(
     `UPDATE ${quoteIdent(schema)}.ranges
-        SET checkpoint = coalesce($3::jsonb, checkpoint),
-            rows_examined = rows_examined + $4, rows_changed = rows_changed + $5,
-            rows_skipped = rows_skipped + $6, rows_failed = rows_failed + $7,
-            rows_conflicted = rows_conflicted + $8,
-            changed_by_source = ${quoteIdent(schema)}.add_counts(changed_by_source, $9::jsonb),
-            status = CASE WHEN $10 THEN 'done' ELSE status END,
-            lease_owner = CASE WHEN $10 THEN NULL ELSE lease_owner END,
-            lease_expires_at = CASE WHEN $10 THEN NULL ELSE now() + $11 * interval '1 millisecond' END,
+        SET checkpoint = coalesce($4::jsonb, checkpoint), recheck = $5::jsonb,
+            batches_committed = batches_committed + 1,
+            rows_examined = rows_examined + $6, rows_changed = rows_changed + $7,
+            rows_skipped = rows_skipped + $8, rows_failed = rows_failed + $9,
+            rows_conflicted = rows_conflicted + $10,
+            changed_by_source = ${quoteIdent(schema)}.add_counts(changed_by_source, $11::jsonb),
+            status = CASE WHEN $12 THEN 'done' ELSE status END,
+            lease_owner = CASE WHEN $12 THEN NULL ELSE lease_owner END,
+            lease_expires_at = CASE WHEN $12 THEN NULL ELSE now() + $13 * interval '1 millisecond' END,
             updated_at = now()
-      WHERE id = $1 AND lease_token = $2::uuid
+      WHERE id = $1 AND lease_token = $2::uuid AND batches_committed = $3
       RETURNING id`,
     [
       range.id,
       range.leaseToken,
-      checkpoint === null ? null : JSON.stringify(checkpoint),
+      range.batchesCommitted,
+      advance.checkpoint === null ? null : JSON.stringify(advance.checkpoint),
+      JSON.stringify(advance.recheck),
       counts.examined,
       counts.changed,
       counts.skipped,
       counts.failed,
       counts.conflicted,
       JSON.stringify(counts.bySource),
-      done,
+      advance.done,
       leaseMs,
     ],
   );
 }
 
 /**
- * Takes a share lock on the run row if the run is still open. Every batch runs
- * it first: once a run is abandoned (`rotate --abandon-open-run`) no batch of
- * its workers can commit, and the abandoning UPDATE waits for batches in flight.
+ * A range's state as its lease holder last committed it — null when another
+ * worker holds the lease now. Read when a checkpoint write was refused, to tell
+ * a lost lease from a batch whose earlier attempt did commit.
  */
-export function lockOpenRunSql(schema: string, runId: number): Sql {
-  return sql(`SELECT 1 FROM ${quoteIdent(schema)}.runs WHERE id = $1 AND status = 'running' FOR SHARE`, [runId]);
+export function selectRangeFenceSql(schema: string, range: { id: number; leaseToken: string }): Sql {
+  return sql(
+    `SELECT checkpoint, recheck, batches_committed AS "batchesCommitted", status = 'done' AS done
+       FROM ${quoteIdent(schema)}.ranges WHERE id = $1 AND lease_token = $2::uuid`,
+    [range.id, range.leaseToken],
+  );
 }
 
-/** Counts rows a worker gave up re-examining (they keep losing to the application); the next run takes them. */
-export function addConflictsSql(schema: string, range: { id: number; leaseToken: string }, rows: number): Sql {
+/**
+ * Takes a share lock on the run row and returns how the run stands. Every
+ * batch runs it first and commits only while the run is `running`: once a run
+ * is abandoned (`rotate --abandon-open-run`) or aborted no batch of its workers
+ * can commit, and the UPDATE that ends it waits for batches in flight.
+ */
+export function lockRunSql(schema: string, runId: number): Sql {
   return sql(
-    `UPDATE ${quoteIdent(schema)}.ranges SET rows_conflicted = rows_conflicted + $3, updated_at = now()
-      WHERE id = $1 AND lease_token = $2::uuid`,
-    [range.id, range.leaseToken, rows],
+    `SELECT status, coalesce(summary->>'abandoned' = 'true', false) AS abandoned
+       FROM ${quoteIdent(schema)}.runs WHERE id = $1 FOR SHARE`,
+    [runId],
   );
 }
 
@@ -164,7 +190,7 @@ export function selectRangesSql(schema: string, runId: number): Sql {
     `SELECT id::int, target, ordinal, status, checkpoint, estimated_rows::float8 AS "estimatedRows",
             lease_owner AS "leaseOwner", lease_expires_at AS "leaseExpiresAt",
             rows_examined::float8 AS examined, rows_changed::float8 AS changed, rows_skipped::float8 AS skipped,
-            rows_failed::float8 AS failed, rows_conflicted::float8 AS conflicted,
+            rows_failed::float8 AS failed, rows_conflicted::float8 AS conflicted, jsonb_array_length(recheck) AS "toReread",
             changed_by_source AS "bySource", updated_at AS "updatedAt"
        FROM ${quoteIdent(schema)}.ranges WHERE run_id = $1 ORDER BY target, ordinal`,
     [runId],

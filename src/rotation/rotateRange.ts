@@ -1,9 +1,10 @@
 /**
- * The batch loop over one claimed range. Each batch: read the next rows after
- * the checkpoint (keyset), transform them (crypto), then in ONE transaction
- * write them with a compare-and-swap UPDATE, record failures, and advance the
- * checkpoint fenced by the lease token. A crash loses at most the batch in
- * flight, which the next worker redoes from the committed checkpoint.
+ * The batch loop over one claimed range. Each batch: read the rows waiting to
+ * be read again and the next rows after the checkpoint (keyset), transform them
+ * (crypto), then in ONE transaction write them with a compare-and-swap UPDATE,
+ * record failures, and advance the range — checkpoint, rows to read again,
+ * counters — fenced by the lease token and the batch count. A crash loses at
+ * most the batch in flight, which the next worker redoes from the committed state.
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -12,7 +13,16 @@ import { LeaseLostError, RunConflictError } from '../errors.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
 import { casUpdateSql, selectBatchSql, selectRowsByKeySql, type RowKey } from './batchSql.js';
 import { batchLength, concatBatches, rowKeyAt, sliceBatch, toReadBatch, type ReadBatch } from './readRows.js';
-import { addConflictsSql, advanceCheckpointSql, insertFailuresSql, lockOpenRunSql, releaseRangeSql, type BatchCounts, type ClaimedRange } from './rangesSql.js';
+import {
+  advanceCheckpointSql,
+  insertFailuresSql,
+  lockRunSql,
+  releaseRangeSql,
+  selectRangeFenceSql,
+  type BatchCounts,
+  type ClaimedRange,
+  type RangeAdvance,
+} from './rangesSql.js';
 import { asBatchRejected } from './rejectedBatch.js';
 import { withRetry, type RetryPolicy } from './retry.js';
 import type { Throttle } from './throttle.js';
@@ -60,14 +70,32 @@ function rowKeyObject(target: ResolvedTarget, key: RowKey): Record<string, strin
 /** A Map key for a row key (JSON keeps composite parts apart). */
 const keyId = (key: RowKey): string => JSON.stringify(key);
 
+/** The range as last committed: where the keyset continues, what to read again, how many batches. */
+interface RangeState {
+  after: RowKey | null;
+  recheck: RowKey[];
+  batchesCommitted: number;
+}
+
+/**
+ * A batch's checkpoint write found the range one batch further than expected
+ * while this worker still holds the lease: an earlier attempt of this very
+ * batch committed and only its reply was lost. This attempt rolls back.
+ */
+class BatchAlreadyCommitted extends Error {
+  constructor(readonly state: RangeState & { done: boolean }) {
+    super('the batch was already committed by an earlier attempt');
+  }
+}
+
 /**
  * Rotates one range until it is done, a stop is requested (the range is handed
  * back at the batch boundary), or --on-error abort meets a bad value.
  */
 export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, range: ClaimedRange): Promise<RangeOutcome> {
-  let after = range.checkpoint ?? range.lowerBound;
+  let state: RangeState = { after: range.checkpoint ?? range.lowerBound, recheck: range.recheck, batchesCommitted: range.batchesCommitted };
   let keysetDone = false;
-  let pending: RowKey[] = [];
+  // Re-examinations per row by this worker (a worker taking the range over starts afresh).
   const attempts = new Map<string, number>();
   for (;;) {
     if (env.shouldStop()) {
@@ -75,13 +103,13 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
       return 'stopped';
     }
     await env.throttle.beforeBatch();
-    const reread: ReadBatch = pending.length > 0
-      ? toReadBatch(target, (await withRetry(() => env.pool.query(selectRowsByKeySql(target, pending)), env.retry)).rows, true)
+    const reread: ReadBatch = state.recheck.length > 0
+      ? toReadBatch(target, (await withRetry(() => env.pool.query(selectRowsByKeySql(target, state.recheck)), env.retry)).rows, true)
       : toReadBatch(target, []);
     const keyset: ReadBatch = keysetDone
       ? toReadBatch(target, [])
       : toReadBatch(target, (await withRetry(
-          () => env.pool.query(selectBatchSql(target, { after, upTo: range.upperBound }, env.targetVersion, env.batchSize)),
+          () => env.pool.query(selectBatchSql(target, { after: state.after, upTo: range.upperBound }, env.targetVersion, env.batchSize)),
           env.retry,
         )).rows);
     keysetDone ||= batchLength(keyset) < env.batchSize;
@@ -97,49 +125,64 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
     }
     const lastKeysetRow = aborted ? batchLength(batch) - 1 : batchLength(keyset) - 1;
     const checkpoint = lastKeysetRow >= 0 ? rowKeyAt(aborted ? batch : keyset, lastKeysetRow) : null;
-    const counts = await withRetry(
-      () => commitBatch(env, target, range, batch, result, checkpoint, keysetDone && !aborted),
-      env.retry,
-    ).catch((err: unknown) => {
+    const fenced = { ...range, batchesCommitted: state.batchesCommitted };
+    let committed;
+    try {
+      committed = await withRetry(
+        () => commitBatch(env, target, fenced, batch, result, { checkpoint, keysetDone: keysetDone && !aborted, attempts }),
+        env.retry,
+      );
+    } catch (err) {
+      if (err instanceof BatchAlreadyCommitted) {
+        // Carry on from what the database holds; this batch's counters are
+        // already in the range (the progress display just misses them).
+        if (err.state.done) return 'done';
+        state = err.state;
+        keysetDone = false;
+        continue;
+      }
       throw asBatchRejected(err, target, [...batch.values.flat(), ...result.values.flat()]);
-    });
-    // Rows that lost the race are read again (they now hold the application's
-    // value) a few times; beyond that the next run picks them up.
-    pending = counts.lost.filter((key) => {
-      const id = keyId(key);
-      const n = (attempts.get(id) ?? 0) + 1;
-      attempts.set(id, n);
-      return n <= MAX_REEXAMINE;
-    });
-    const givenUp = counts.lost.length - pending.length;
-    if (givenUp > 0) {
-      // Recorded apart from the batch: which rows are given up is known only after it committed.
-      await withRetry(() => env.pool.query(addConflictsSql(env.schema, range, givenUp)), env.retry);
-      counts.batch.conflicted = givenUp;
     }
-    if (checkpoint) after = checkpoint;
-    env.onBatch({ ...counts.batch, target: target.name, rangeId: range.id });
+    for (const key of committed.recheck) attempts.set(keyId(key), (attempts.get(keyId(key)) ?? 0) + 1);
+    state = { after: checkpoint ?? state.after, recheck: committed.recheck, batchesCommitted: state.batchesCommitted + 1 };
+    env.onBatch({ ...committed.counts, target: target.name, rangeId: range.id });
     await env.throttle.afterBatch(batchLength(batch));
     if (aborted) return 'aborted';
-    if (keysetDone && pending.length === 0) return 'done';
+    if (committed.done) return 'done';
   }
 }
 
-/** Commits one batch; returns its counters and the keys of rows that lost the compare-and-swap. */
+/** Splits the rows that lost the race into those to read again and those given up (left for the next run). */
+function triageLosers(lost: RowKey[], attempts: ReadonlyMap<string, number>): { recheck: RowKey[]; givenUp: number } {
+  const recheck = lost.filter((key) => (attempts.get(keyId(key)) ?? 0) < MAX_REEXAMINE);
+  return { recheck, givenUp: lost.length - recheck.length };
+}
+
+/**
+ * Commits one batch: the compare-and-swap writes, the failures, and the
+ * range's new state (checkpoint, rows to read again, counters). Returns the
+ * batch's counters, the rows to read again, and whether the range is done.
+ */
 async function commitBatch(
   env: RangeWorkerEnv,
   target: ResolvedTarget,
   range: ClaimedRange,
   batch: ReadBatch,
   result: TransformResult,
-  checkpoint: RowKey | null,
-  done: boolean,
-): Promise<{ batch: BatchCounts; lost: RowKey[] }> {
+  position: { checkpoint: RowKey | null; keysetDone: boolean; attempts: ReadonlyMap<string, number> },
+): Promise<{ counts: BatchCounts; recheck: RowKey[]; done: boolean }> {
   return withTransaction(
     env.pool,
     async (client) => {
-      if ((await client.query(lockOpenRunSql(env.schema, env.runId))).rowCount !== 1) {
-        throw new RunConflictError(`rotation run ${env.runId} is no longer open (abandoned by another rotate); this worker stops`);
+      const run = (await client.query<{ status: string; abandoned: boolean }>(lockRunSql(env.schema, env.runId))).rows[0];
+      if (run?.status === 'succeeded' || run?.status === 'failed') {
+        // A run finishes only when every range is done, this one included: this
+        // worker stalled past its lease and another finished the range.
+        throw new LeaseLostError(`lost the lease on range ${range.id} of ${target.name}; another worker finished it`);
+      }
+      if (run?.status !== 'running') {
+        const why = run?.abandoned ? 'abandoned by "rotate --abandon-open-run"' : 'aborted by another process (--on-error abort)';
+        throw new RunConflictError(`rotation run ${env.runId} was ${why}; this worker stops`);
       }
       const lost: RowKey[] = [];
       const bySource: Record<string, Record<string, number>> = {};
@@ -180,21 +223,29 @@ async function commitBatch(
           ),
         );
       }
+      const { recheck, givenUp } = triageLosers(lost, position.attempts);
       const counts: BatchCounts = {
         examined: batchLength(batch),
         changed,
         skipped: result.skipped,
         failed: result.failures.length,
-        conflicted: 0,
+        conflicted: givenUp,
         bySource,
       };
-      // Fenced by the lease token: if another worker took this range over, this
-      // throws and the whole batch, data included, rolls back.
-      const fenced = await client.query(advanceCheckpointSql(env.schema, range, checkpoint, counts, done, env.leaseMs));
+      // A range is done only when nothing of it is left to read again.
+      const advance: RangeAdvance = { checkpoint: position.checkpoint, recheck, done: position.keysetDone && recheck.length === 0 };
+      // Fenced by the lease token and the batch count: if another worker took
+      // this range over, or this batch already committed, this throws and the
+      // whole batch, data included, rolls back.
+      const fenced = await client.query(advanceCheckpointSql(env.schema, range, advance, counts, env.leaseMs));
       if (fenced.rowCount !== 1) {
+        const now = (await client.query<{ checkpoint: RowKey | null; recheck: RowKey[]; batchesCommitted: number; done: boolean }>(selectRangeFenceSql(env.schema, range))).rows[0];
+        if (now && now.batchesCommitted === range.batchesCommitted + 1) {
+          throw new BatchAlreadyCommitted({ after: now.checkpoint ?? range.lowerBound, recheck: now.recheck, batchesCommitted: now.batchesCommitted, done: now.done });
+        }
         throw new LeaseLostError(`lost the lease on range ${range.id} of ${target.name}; another worker continues it`);
       }
-      return { batch: counts, lost };
+      return { counts, recheck, done: advance.done };
     },
     { lockTimeoutMs: env.lockTimeoutMs, statementTimeoutMs: env.statementTimeoutMs },
   );

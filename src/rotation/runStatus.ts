@@ -12,6 +12,8 @@ export interface RangeStatus {
   examined: number;
   changed: number;
   failed: number;
+  /** Rows that lost a compare-and-swap to an application write and wait to be read again. */
+  toReread: number;
   leaseOwner: string | null;
   leaseExpiresAt: Date | null;
 }
@@ -100,6 +102,7 @@ export async function readRunStatus(db: Queryable, schema: string, runId?: numbe
       examined: r.examined,
       changed: r.changed,
       failed: r.failed,
+      toReread: r.toReread,
       leaseOwner: r.status === 'running' ? r.leaseOwner : null,
       leaseExpiresAt: r.status === 'running' ? r.leaseExpiresAt : null,
     });

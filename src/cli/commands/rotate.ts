@@ -303,7 +303,9 @@ async function rotateWith(
   ctx.output.result({ targetKey: targetKeyId, ...outcome }, () => formatOutcome(targetKeyId, outcome));
   switch (outcome.status) {
     case 'succeeded':
-      return ExitCode.OK;
+      // Rows an application kept rewriting under the rotation are still to do:
+      // "not finished, run again", as for a stop.
+      return outcome.conflicted > 0 ? ExitCode.STOPPED_RESUMABLE : ExitCode.OK;
     case 'stopped':
       return ExitCode.STOPPED_RESUMABLE;
     default:
@@ -320,7 +322,10 @@ function formatOutcome(targetKeyId: string, o: RotationOutcome): string {
   }
   const seconds = o.durationMs / 1000;
   const verdict = {
-    succeeded: 'Rotation complete.',
+    succeeded:
+      o.conflicted > 0
+        ? `Rotation complete but for ${o.conflicted} row(s) the application kept rewriting meanwhile; run "pg-rekey rotate" again to rotate them.`
+        : 'Rotation complete.',
     failed: `Rotation finished with ${o.failed} value(s) that could not be decrypted — see "pg-rekey status --run ${o.runId}".`,
     stopped: 'Stopped early at a batch boundary; run "pg-rekey rotate" again to continue.',
     aborted: 'Aborted at the first undecryptable value (--on-error abort).',

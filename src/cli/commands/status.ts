@@ -51,8 +51,8 @@ function formatStatus(s: RunStatus): string {
     );
     lines.push(
       formatTable(
-        ['RANGE', 'STATE', 'EXAMINED', 'CHANGED', 'FAILED', 'CHECKPOINT', 'LEASE OWNER', 'LEASE EXPIRES'],
-        t.ranges.map((r) => [r.ordinal, r.status, r.examined, r.changed, r.failed, r.checkpoint?.join(',') ?? '-', r.leaseOwner ?? '', r.leaseExpiresAt?.toISOString() ?? '']),
+        ['RANGE', 'STATE', 'EXAMINED', 'CHANGED', 'FAILED', 'TO RE-READ', 'CHECKPOINT', 'LEASE OWNER', 'LEASE EXPIRES'],
+        t.ranges.map((r) => [r.ordinal, r.status, r.examined, r.changed, r.failed, r.toReread, r.checkpoint?.join(',') ?? '-', r.leaseOwner ?? '', r.leaseExpiresAt?.toISOString() ?? '']),
       ),
     );
     for (const [column, reasons] of Object.entries(t.failures)) {

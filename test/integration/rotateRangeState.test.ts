@@ -1,0 +1,188 @@
+/**
+ * What a range worker knows commits with its batch: rows that lost the
+ * compare-and-swap and wait to be read again survive a stop, a crash or a
+ * takeover; a range is not done while such rows are left; a batch retried
+ * after its COMMIT's reply was lost does not count twice. Driven through the
+ * library (runRotation) so the races can be staged exactly.
+ */
+import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { createPool } from '../../src/db/pool.js';
+import { startOrJoinRun } from '../../src/rotation/planRun.js';
+import { runRotation, type RotationSettings } from '../../src/rotation/rotate.js';
+import { readRunStatus } from '../../src/rotation/runStatus.js';
+import type { BatchTransformer } from '../../src/rotation/rotateRange.js';
+import { transformBatch } from '../../src/rotation/transformBatch.js';
+import { resolveTarget, type ResolvedTarget } from '../../src/schema/resolveTarget.js';
+import { bothKeysCodec, countRewrites, expectAllUnderKey, expectEachRewrittenOnce, expectExit, useFreshRotations } from '../helpers/rotationFixture.js';
+
+const fresh = useFreshRotations();
+
+const settings = (over: Partial<RotationSettings> = {}): RotationSettings => ({
+  batchSize: 100,
+  workers: 1,
+  leaseMs: 30_000,
+  lockTimeoutMs: 5000,
+  statementTimeoutMs: 60_000,
+  onError: 'continue',
+  ...over,
+});
+
+/** A database of `rows` people with both keys registered, and what runRotation needs for it. */
+async function rotationOf(label: string, rows: number) {
+  const { db, ws } = await fresh(label, rows);
+  expectExit(await ws.run(['keys', 'add', 'new']), 0);
+  expectExit(await ws.run(['keys', 'add', 'old']), 0);
+  const target: ResolvedTarget = await resolveTarget(
+    db.pool,
+    { schema: 'public', table: 'people', key: undefined, columns: ['email', 'mobno'], format: 'django-fernet-v1' },
+    { requireVersionColumns: true },
+  );
+  const version = (await db.pool.query<{ version: number }>(`SELECT version FROM pgrekey.keys WHERE key_id = 'new'`)).rows[0]!.version;
+  const codec = await bothKeysCodec();
+  const transform: BatchTransformer = async (_t, batch) => transformBatch(batch, { codec, targetKeyId: 'new', targetVersion: version });
+  const startRun = (pool: pg.Pool = db.pool) =>
+    startOrJoinRun(
+      pool,
+      'pgrekey',
+      {
+        targetKeyId: 'new',
+        sourceKeyIds: ['old'],
+        columns: ['public.people.email', 'public.people.mobno'],
+        trigger: 'manual',
+        reason: undefined,
+        actor: { osUser: 'test', host: 'test' },
+        options: {},
+      },
+      [target],
+    );
+  const rotation = { schema: 'pgrekey', targetVersion: version, targets: [target] };
+  return { db, target, transform, startRun, rotation };
+}
+
+/** The application renames row `id` (another column): a rotation that read the row before loses its compare-and-swap. */
+const renameRow = (pool: pg.Pool, id: number) => pool.query(`UPDATE people SET name = name || '!' WHERE id = $1`, [id]);
+
+describe('rows waiting to be read again', () => {
+  it('survive a stop: the resumed run rotates the row that lost the race', async () => {
+    const { db, transform, startRun, rotation } = await rotationOf('recheck_stop', 2000);
+    await countRewrites(db.pool);
+    const run = await startRun();
+    const stop = new AbortController();
+    let raced = false;
+    // The application renames row 1 between the first batch's read and its write;
+    // the stop (SIGTERM, --max-duration) arrives during that batch.
+    const racing: BatchTransformer = async (t, batch) => {
+      if (!raced) {
+        raced = true;
+        await renameRow(db.pool, 1);
+      }
+      return transform(t, batch);
+    };
+    const first = await runRotation({
+      pool: db.pool, ...rotation, runId: run.id, transform: racing, settings: settings(), owner: 'first', signal: stop.signal,
+      onBatch: () => stop.abort(),
+    });
+    expect(first.status).toBe('stopped');
+    const waiting = await db.pool.query(`SELECT recheck FROM pgrekey.ranges WHERE run_id = $1 AND recheck <> '[]'`, [run.id]);
+    expect(waiting.rows).toEqual([{ recheck: [['1']] }]);
+    const shown = await readRunStatus(db.pool, 'pgrekey', run.id);
+    expect(shown!.targets[0]!.ranges.map((r) => r.toReread)).toContain(1);
+
+    expect((await startRun()).id).toBe(run.id);
+    const resumed = await runRotation({ pool: db.pool, ...rotation, runId: run.id, transform, settings: settings(), owner: 'resumed' });
+    expect(resumed).toMatchObject({ status: 'succeeded', conflicted: 0 });
+    await expectAllUnderKey(db.pool, 'new');
+    await expectEachRewrittenOnce(db.pool, 2000);
+  }, 120_000);
+
+  it('keep their range open: a worker that stalls re-reading them is taken over, and nothing is left behind', async () => {
+    const { db, transform, startRun, rotation } = await rotationOf('recheck_takeover', 2000);
+    const run = await startRun();
+    let calls = 0;
+    let unstall!: () => void;
+    const stalled = new Promise<void>((resolve) => (unstall = resolve));
+    let reexamining!: () => void;
+    const atReexamination = new Promise<void>((resolve) => (reexamining = resolve));
+    // Host 1: a batch larger than its range, with row 1 losing the race; then
+    // its re-examination stalls (a long GC pause, a frozen VM) past the lease.
+    const stalling: BatchTransformer = async (t, batch) => {
+      calls++;
+      if (calls === 1) await renameRow(db.pool, 1);
+      if (calls === 2) {
+        reexamining();
+        await stalled;
+      }
+      return transform(t, batch);
+    };
+    const lease = { leaseMs: 1500 };
+    const host1 = runRotation({ pool: db.pool, ...rotation, runId: run.id, transform: stalling, settings: settings({ batchSize: 5000, ...lease }), owner: 'host1' });
+    await atReexamination;
+    // Host 2 does the other ranges, then waits for host 1's range: it is not
+    // done (row 1 waits), so host 2 takes it over once the lease expires.
+    const host2 = await runRotation({ pool: db.pool, ...rotation, runId: run.id, transform, settings: settings({ batchSize: 5000, ...lease }), owner: 'host2' });
+    expect(host2).toMatchObject({ status: 'succeeded', conflicted: 0 });
+    unstall();
+    // Host 1's late batch is refused (its lease is gone) and it ends quietly.
+    expect((await host1).status).toBe('succeeded');
+    await expectAllUnderKey(db.pool, 'new');
+  }, 120_000);
+
+  it('are given up after three re-examinations, counted as conflicts with the batch that gave up', async () => {
+    const { db, transform, startRun, rotation } = await rotationOf('recheck_give_up', 300);
+    const run = await startRun();
+    // The application rewrites row 7's email (with another row's ciphertext,
+    // a different one each time) before every write of ours.
+    let n = 0;
+    const hammering: BatchTransformer = async (t, batch) => {
+      n++;
+      await db.pool.query(`UPDATE people SET email = (SELECT email FROM people WHERE id = 100 + $1) WHERE id = 7`, [n]);
+      return transform(t, batch);
+    };
+    const outcome = await runRotation({ pool: db.pool, ...rotation, runId: run.id, transform: hammering, settings: settings(), owner: 'p' });
+    expect(outcome).toMatchObject({ status: 'succeeded', conflicted: 1, examined: 300 + 3 });
+    const left = await db.pool.query(`SELECT id FROM people WHERE email_key_version IS DISTINCT FROM $1`, [rotation.targetVersion]);
+    expect(left.rows).toEqual([{ id: '7' }]);
+  }, 120_000);
+});
+
+describe('a batch whose COMMIT reply was lost', () => {
+  it('is not applied or counted twice when retried', async () => {
+    const { db, transform, startRun, rotation } = await rotationOf('lost_commit_reply', 1000);
+    await db.pool.query(`UPDATE people SET email = 'left in plaintext' WHERE id = 5`);
+    await countRewrites(db.pool);
+    const pool = createPool(db.url);
+    try {
+      // The first COMMIT of a batch reaches the server; its reply "is lost" (the socket resets).
+      let injected = false;
+      const connect = pool.connect.bind(pool) as () => Promise<pg.PoolClient>;
+      (pool as unknown as { connect: (callback?: unknown) => unknown }).connect = async (callback?: unknown) => {
+        if (callback) return (connect as (cb: unknown) => void)(callback); // pool.query's own path
+        const client = await connect();
+        const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+        (client as unknown as { query: (...args: unknown[]) => Promise<unknown> }).query = async (...args: unknown[]) => {
+          const reply = await query(...args);
+          if (args[0] === 'COMMIT' && !injected) {
+            injected = true;
+            throw Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+          }
+          return reply;
+        };
+        return client;
+      };
+      const run = await startRun();
+      const outcome = await runRotation({ pool, ...rotation, runId: run.id, transform, settings: settings({ batchSize: 5000 }), owner: 'p' });
+      expect(injected).toBe(true);
+      const failures = await db.pool.query(`SELECT row_key FROM pgrekey.failures WHERE run_id = $1`, [run.id]);
+      expect({ examined: outcome.examined, failed: outcome.failed, failures: failures.rows }).toEqual({
+        examined: 1000,
+        failed: 1,
+        failures: [{ row_key: { id: '5' } }],
+      });
+      const rewritten = await db.pool.query(`SELECT count(*)::int AS n FROM rewrites WHERE n <> 1`);
+      expect(rewritten.rows[0]).toEqual({ n: 0 });
+    } finally {
+      await pool.end();
+    }
+  }, 120_000);
+});
