@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { quoteIdent } from '../db/quote.js';
 import { LeaseLostError } from '../errors.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
-import { abortRunSql, claimRangeSql, finishRunSql, selectRangesSql, selectRunProgressSql, type BatchCounts, type ClaimedRange } from './rangesSql.js';
+import { abortRunSql, claimRangeSql, finishRunSql, releaseRangeSql, selectRangesSql, selectRunProgressSql, type BatchCounts, type ClaimedRange } from './rangesSql.js';
 import { DEFAULT_RETRY, withRetry } from './retry.js';
 import { rotateRange, type BatchProgress, type BatchTransformer } from './rotateRange.js';
 import { Throttle, type ThrottleOptions } from './throttle.js';
@@ -145,7 +145,12 @@ export async function runRotation(input: RunRotationInput): Promise<RotationOutc
       } catch (err) {
         // Another worker took this range over (we stalled past the lease): its
         // batch rolled back; carry on with another range.
-        if (!(err instanceof LeaseLostError)) throw err;
+        if (!(err instanceof LeaseLostError)) {
+          // Hand the range back (best effort) so the next rotate need not wait
+          // for the lease to expire; its committed state is intact.
+          await pool.query(releaseRangeSql(schema, claimed)).catch(() => undefined);
+          throw err;
+        }
         input.logger?.warn({ rangeId: claimed.id }, err.message);
         continue;
       } finally {

@@ -61,6 +61,9 @@ describe('a new value too long for its column', () => {
     const row500 = await db.current.pool.query<{ email: string }>(`SELECT email FROM people WHERE id = 500`);
     expect(refused.stderr.includes(row500.rows[0]!.email.slice(10, 30)), 'part of a value was printed').toBe(false);
     expect(refused.stderr).toContain('run rotate again: it resumes from the last checkpoint');
+    // The range was handed back: the next run need not wait for its lease to expire.
+    const leased = await db.current.pool.query(`SELECT id FROM pgrekey.ranges WHERE status = 'running' AND lease_expires_at > now()`);
+    expect(leased.rows).toEqual([]);
     // Its batch (rows 401–500) rolled back; the batches before it committed.
     const done = await db.current.pool.query<{ id: string }>(`SELECT id FROM people WHERE email_key_version IS NOT NULL ORDER BY id`);
     expect(done.rows.map((r) => Number(r.id))).toEqual(Array.from({ length: 400 }, (_, i) => i + 1));
