@@ -24,17 +24,20 @@ export function selectCountSql(target: ResolvedTarget): Sql {
 /**
  * Up to `windows` random row keys, in key order, as starts of sample windows.
  * TABLESAMPLE SYSTEM reads only `percent` of the table's pages, so picking the
- * starts costs a fraction of a scan; REPEATABLE(seed) makes a sample
- * reproducible while the table does not change.
+ * starts costs a fraction of a scan. REPEATABLE(seed) picks the same pages
+ * again, and the starts among their rows are ordered by a hash of key and seed
+ * (not random(), which the seed does not govern): the same seed checks the
+ * same rows while the table does not change.
  */
 export function selectWindowStartsSql(target: ResolvedTarget, percent: number, seed: number, windows: number): Sql {
   const keys = target.key.map((k, i) => `t.${quoteIdent(k.name)} AS s${i}`).join(', ');
   const texts = target.key.map((_, i) => `s.s${i}::text AS k${i}`).join(', ');
   const inner = target.key.map((_, i) => `s.s${i}`).join(', ');
+  const keyRow = `ROW(${target.key.map((k) => `t.${quoteIdent(k.name)}`).join(', ')})::text`;
   return sql(
     `SELECT ${texts} FROM (
        SELECT ${keys} FROM ${tableOf(target)} AS t TABLESAMPLE SYSTEM ($1::float4) REPEATABLE ($2::float8)
-        ORDER BY random() LIMIT $3
+        ORDER BY md5(${keyRow} || $2::text) LIMIT $3
      ) AS s ORDER BY ${inner}`,
     [percent, seed, windows],
   );

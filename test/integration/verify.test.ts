@@ -231,6 +231,14 @@ describe('verify', () => {
     expect((await lastVerifyRun()).options).toMatchObject({ sampled: true, sample: { rows: 150 }, seed: 7 });
   });
 
+  it('the same --seed checks the same windows again', async () => {
+    const windowsOf = async (seed: string) =>
+      (await verifyJson('--sample', '150', '--seed', seed)).report.samples['public.people'].windows.map((w: { after: string[] | null }) => w.after);
+    const first = await windowsOf('11');
+    expect(await windowsOf('11')).toEqual(first);
+    expect(await windowsOf('12')).not.toEqual(first);
+  });
+
   it('--sample-percent 100 reads the whole table; a sampled run is never a full rehearsal', async () => {
     const { result, report } = await verifyJson('--sample-percent', '100', '--without', 'old');
     expectExit(result, 0);
