@@ -295,3 +295,27 @@ export function selectRowEstimateSql(qualified: QualifiedName): Sql {
     [qualifiedName(qualified)],
   );
 }
+
+/** A column whose foreign key references the key registry: a key-version column some target migration added. */
+export interface KeyVersionColumnInfo extends QualifiedName {
+  versionColumn: string;
+}
+
+/**
+ * Every key-version column in the database: the columns whose foreign key
+ * references `registrySchema`.keys, whatever any config says (a partition's
+ * cloned constraint is left out; its partitioned table stands for it).
+ */
+export function selectKeyVersionColumnsSql(registrySchema: string): Sql {
+  return sql(
+    `SELECT n.nspname AS schema, t.relname AS name, a.attname AS "versionColumn"
+       FROM pg_catalog.pg_constraint c
+       JOIN pg_catalog.pg_class t ON t.oid = c.conrelid
+       JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
+       JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+      WHERE c.contype = 'f' AND c.conparentid = 0
+        AND c.confrelid = to_regclass(format('%I.keys', $1::text))
+      ORDER BY 1, 2, 3`,
+    [registrySchema],
+  );
+}

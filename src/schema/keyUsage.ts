@@ -1,4 +1,4 @@
-import { assertRelationExists, assertWholeTableVisible } from '../db/catalog.js';
+import { assertRelationExists, assertWholeTableVisible, selectKeyVersionColumnsSql, type KeyVersionColumnInfo } from '../db/catalog.js';
 import { qualifiedName, quoteIdent } from '../db/quote.js';
 import { sql, type Sql } from '../db/sql.js';
 import type { Queryable } from '../db/withTransaction.js';
@@ -66,4 +66,24 @@ export async function keyUsage(db: Queryable, schema: string, targets: readonly 
     }
   }
   return usage;
+}
+
+/**
+ * Refuses (TargetError) when the database has key-version columns that are not
+ * targets of `targets`: values in those columns may still need a key, and a
+ * decision about the key made from this config would not see them (run with a
+ * config that lacks a table, `keys retire` would count, and its rehearsal would
+ * read, only the others).
+ */
+export async function assertEveryKeyVersionColumnConfigured(db: Queryable, schema: string, targets: readonly TargetConfig[]): Promise<void> {
+  const configured = new Set(targets.flatMap((t) => t.columns.map((c) => `${targetName(t)}.${keyVersionColumn(c)}`)));
+  const found = (await db.query<KeyVersionColumnInfo>(selectKeyVersionColumnsSql(schema))).rows;
+  const missing = found.map((f) => `${f.schema}.${f.name}.${f.versionColumn}`).filter((name) => !configured.has(name));
+  if (missing.length > 0) {
+    throw new TargetError(
+      `${missing.join(', ')} ${missing.length === 1 ? 'references' : 'reference'} the key registry but ${missing.length === 1 ? 'is' : 'are'} ` +
+        'not the key-version column of any target in this config — run with the config that lists every target ' +
+        '(or undo that target\'s migration if it is no longer encrypted)',
+    );
+  }
 }

@@ -3,7 +3,7 @@ import { sql, type Sql } from '../db/sql.js';
 import { withTransaction, type Queryable } from '../db/withTransaction.js';
 import { KeyMismatchError, UsageError } from '../errors.js';
 import type { TargetConfig } from '../config/loadConfig.js';
-import { keyUsage, type ColumnUsage } from './keyUsage.js';
+import { assertEveryKeyVersionColumnConfigured, keyUsage, type ColumnUsage } from './keyUsage.js';
 import { checkRetireGate, type RetireGate } from './retireGate.js';
 import { insertLifecycleRunSql, type Actor } from './runsSql.js';
 
@@ -169,12 +169,14 @@ export async function retireKey(
     if (key.isPrimary) {
       throw new UsageError(`key ${keyId} is the primary key — promote another key first ("pg-rekey keys promote <id>")`);
     }
-    // Refuses (TargetError) a target whose rows it cannot all see, as rotate and verify do.
+    // Refuses (TargetError) a config that misses a key-version column of the
+    // database, or a target whose rows it cannot all see, as rotate and verify do.
+    await assertEveryKeyVersionColumnConfigured(client, schema, targets);
     const usage = await keyUsage(client, schema, targets);
     const referencing = usage.filter((u) => (u.byKey[keyId] ?? 0) > 0);
     const unknown = usage.filter((u) => u.unknown > 0);
     // Under the keys lock taken above, so no promotion can land between this check and the retire.
-    const gate = await checkRetireGate(client, schema, keyId);
+    const gate = await checkRetireGate(client, schema, keyId, usage.map((u) => `${u.target}.${u.column}`));
     const refused = referencing.length > 0 || unknown.length > 0 || !gate.satisfied;
     if (!refused) {
       await client.query(

@@ -37,10 +37,11 @@ const CHANGES = `
           OR (c.kind = 'verify' AND c.options->>'fixVersions' = 'true' AND c.rows_changed > 0))`;
 
 // The rehearsal: a successful verify that withheld the key and read every row
-// of every target (not sampled, not limited to some targets), that started
+// of every target (not sampled, not limited to some targets — and not run with
+// a config that lacks some of the columns retire checks), that started
 // after the last change — a scan that began earlier may have read rows a
 // rotation or rollback changed afterwards. Absent flags count as false.
-function selectGateSql(schema: string, keyId: string): Sql {
+function selectGateSql(schema: string, keyId: string, columns: readonly string[]): Sql {
   const s = quoteIdent(schema);
   const changes = CHANGES.replace('%s', s);
   return sql(
@@ -56,19 +57,21 @@ function selectGateSql(schema: string, keyId: string): Sql {
                 AND v.options->'without' ? $1
                 AND coalesce(v.options->'sampled', 'false') = 'false'
                 AND coalesce(v.options->'partial', 'false') = 'false'
+                AND v.targets @> $2::text[]
                 AND v.started_at > coalesce((SELECT max(c.finished_at) FROM changes AS c WHERE c.id <> v.id), '-infinity')
               ORDER BY v.finished_at DESC LIMIT 1) AS "verifyRunId"`,
-    [keyId],
+    [keyId, columns],
   );
 }
 
 /**
  * Checks the retire gate for `keyId` (read-only): a successful, full
- * `pg-rekey verify --without <keyId>` recorded after the last rotation,
- * promotion or key-version repair, and no rotation unfinished. Run it under
- * the registry lock so no promotion slips in between the check and the retire.
+ * `pg-rekey verify --without <keyId>` that read every one of `columns`
+ * ("schema.table.column"), recorded after the last rotation, promotion or
+ * key-version repair, and no rotation unfinished. Run it under the registry
+ * lock so no promotion slips in between the check and the retire.
  */
-export async function checkRetireGate(db: Queryable, schema: string, keyId: string): Promise<RetireGate> {
+export async function checkRetireGate(db: Queryable, schema: string, keyId: string, columns: readonly string[]): Promise<RetireGate> {
   const row = (
     await db.query<{
       openRotationId: number | null;
@@ -76,7 +79,7 @@ export async function checkRetireGate(db: Queryable, schema: string, keyId: stri
       changeKind: KeyVersionChange['kind'] | null;
       changeAt: Date | null;
       verifyRunId: number | null;
-    }>(selectGateSql(schema, keyId))
+    }>(selectGateSql(schema, keyId, columns))
   ).rows[0]!;
   const lastChange =
     row.changeId !== null && row.changeKind !== null && row.changeAt !== null
@@ -99,5 +102,5 @@ export function describeClosedGate(gate: RetireGate): string {
   const since = gate.lastChange
     ? ` since the last ${gate.lastChange.kind} (run ${gate.lastChange.runId}, ${gate.lastChange.finishedAt.toISOString()})`
     : '';
-  return `no successful full retirement rehearsal${since} — run "${gate.command}" (no --sample, no --target), then retire again`;
+  return `no successful full retirement rehearsal${since} — run "${gate.command}" (no --sample, no --target, the same config), then retire again`;
 }

@@ -120,7 +120,8 @@ describe('keys lifecycle', () => {
     // fail; record the rehearsal the way verify does (test/integration/retireGate
     // runs the real command).
     await db.current.pool.query(
-      `INSERT INTO pgrekey.runs (kind, options, status, finished_at) VALUES ('verify', '{"without": ["k1"], "sampled": false, "partial": false}', 'succeeded', now())`,
+      `INSERT INTO pgrekey.runs (kind, targets, options, status, finished_at)
+       VALUES ('verify', '{public.people.email,public.people.mobno}', '{"without": ["k1"], "sampled": false, "partial": false}', 'succeeded', now())`,
     );
     const r = await project.cli(['keys', 'retire', 'k1', '--reason', 'grace period over']);
     expect(r.code, r.stderr).toBe(0);
