@@ -91,6 +91,9 @@ export async function runVerify(input: VerifyInput): Promise<VerifyOutcome> {
   const targetNames = input.targets.flatMap((t) => t.columns.map((c) => `${t.name}.${c.name}`));
   // A dedicated connection for the reads, so repairs on the pool never queue behind them.
   const reader = await input.pool.connect();
+  // The retire gate compares this with when rotations and promotions finished,
+  // so it is the server's clock, read before the first row (not reconstructed later).
+  const startedAt = (await reader.query<{ now: string }>('SELECT clock_timestamp()::text AS now')).rows[0]!.now;
   try {
     for (const target of input.targets) {
       const codec = input.codecs.get(target.name);
@@ -120,7 +123,7 @@ export async function runVerify(input: VerifyInput): Promise<VerifyOutcome> {
     reader.release();
     await recordRun(input, {
       status: 'failed',
-      durationMs: Date.now() - started,
+      startedAt,
       options: runOptions,
       targets: targetNames,
       examined,
@@ -134,7 +137,7 @@ export async function runVerify(input: VerifyInput): Promise<VerifyOutcome> {
   const status = problems === 0 ? 'succeeded' : 'failed';
   const runId = await recordRun(input, {
     status,
-    durationMs,
+    startedAt,
     options: runOptions,
     targets: targetNames,
     examined,
@@ -174,7 +177,8 @@ async function recordRun(
   input: VerifyInput,
   run: {
     status: 'succeeded' | 'failed';
-    durationMs: number;
+    /** The server's clock when the scan began. */
+    startedAt: string;
     options: Record<string, unknown>;
     targets: string[];
     examined: number;
@@ -189,7 +193,7 @@ async function recordRun(
     const { rows } = await client.query<{ id: number }>(
       insertVerifyRunSql(input.schema, {
         status: run.status,
-        durationMs: run.durationMs,
+        startedAt: run.startedAt,
         actor: input.actor,
         sourceKeys: [...input.sourceKeys],
         targets: run.targets,

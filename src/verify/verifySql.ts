@@ -89,8 +89,8 @@ export function fixVersionsSql(target: ResolvedTarget, columnIndex: number, fixe
 /** A finished verify, as the runs table records it. */
 export interface VerifyRunRecord {
   status: 'succeeded' | 'failed';
-  /** How long it ran; started_at is set from the server clock minus this. */
-  durationMs: number;
+  /** The server's clock (clock_timestamp()) when the scan began, as text: no precision lost. */
+  startedAt: string;
   actor: Actor;
   /** Keys that were allowed to decrypt (configured, not retired, not withheld). */
   sourceKeys: string[];
@@ -107,15 +107,16 @@ export interface VerifyRunRecord {
 
 /**
  * Inserts a verify run already finished: verify writes its run once, at the
- * end (both times from the server clock, so they never disagree), so a killed verify leaves no "running" row behind and a finished row is
- * never updated (the audit trail's runs are append-only).
+ * end (both times from the server clock, so they never disagree), so a killed
+ * verify leaves no "running" row behind and a finished row is never updated
+ * (the audit trail's runs are append-only).
  */
 export function insertVerifyRunSql(schema: string, run: VerifyRunRecord): Sql {
   return sql(
     `INSERT INTO ${quoteIdent(schema)}.runs
        (kind, trigger, actor_os_user, actor_host, source_keys, targets, options, started_at, finished_at, status,
         rows_examined, rows_changed, rows_skipped, rows_failed, summary)
-     VALUES ('verify', 'manual', $1, $2, $3, $4, $5, now() - make_interval(secs => $6::float8 / 1000), now(),
+     VALUES ('verify', 'manual', $1, $2, $3, $4, $5, $6::timestamptz, now(),
              $7, $8, $9, $10, $11, $12)
      RETURNING id::int AS id`,
     [
@@ -124,7 +125,7 @@ export function insertVerifyRunSql(schema: string, run: VerifyRunRecord): Sql {
       run.sourceKeys,
       run.targets,
       JSON.stringify(run.options),
-      run.durationMs,
+      run.startedAt,
       run.status,
       run.examined,
       run.fixed,
