@@ -59,12 +59,19 @@ export class KeyInvalidError extends PgRekeyError {
   }
 }
 
-/** A configured key's fingerprint differs from the registered key of the same id. */
+/**
+ * A configured key's fingerprint differs from the registered key of the same
+ * id — or, given `sameSecretAs`, a new key id carries the secret of a key
+ * registered under another id (a rotation to it would change nothing).
+ */
 export class KeyMismatchError extends PgRekeyError {
-  constructor(readonly keyId: string) {
+  constructor(readonly keyId: string, sameSecretAs?: { keyId: string; state: string }) {
     super(
       'KEY_MISMATCH',
-      `key ${keyId} does not match the registered key ${keyId} — is the right secret deployed?`,
+      sameSecretAs
+        ? `key ${keyId} has the same secret as the registered key ${sameSecretAs.keyId} (${sameSecretAs.state}) — ` +
+            'a new key needs a new secret ("pg-rekey keys generate"); nothing was registered'
+        : `key ${keyId} does not match the registered key ${keyId} — is the right secret deployed?`,
     );
   }
 }

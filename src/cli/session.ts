@@ -199,8 +199,10 @@ export async function withSession<T, Checked = undefined>(
     await assertSchemaCurrent(pool, config.schema);
     const resolved: ResolvedKey[] =
       options.keys === false ? [] : await resolveKeys(config.keys, { baseDir: config.baseDir, env: ctx.env });
+    // Keys serve every target; only when every target derives a key per id can two ids share a secret.
+    const derivedPerId = config.targets.length > 0 && config.targets.every((t) => t.format === 'django-fernet-v2');
     const identities: KeyIdentity[] = await Promise.all(
-      resolved.map(async (k) => ({ id: k.id, fingerprint: await fingerprintSecretAsync(k.secret) })),
+      resolved.map(async (k) => ({ id: k.id, fingerprint: await fingerprintSecretAsync(k.secret), derivedPerId })),
     );
     const actor = cliActor();
     let registry = await listRegisteredKeys(pool, config.schema);

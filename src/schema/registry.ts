@@ -23,6 +23,13 @@ export interface RegisteredKey {
 export interface KeyIdentity {
   id: string;
   fingerprint: string;
+  /**
+   * True when the key's material depends on its id as well as its secret
+   * (django-fernet-v2 derives one key per id from one SECRET_KEY), so another
+   * id with the same secret is another key. Otherwise the same secret under a
+   * new id is the same key, and registering it is refused.
+   */
+  derivedPerId?: boolean;
 }
 
 const KEY_COLUMNS = `version, key_id AS "keyId", fingerprint, state, is_primary AS "isPrimary",
@@ -51,11 +58,18 @@ export async function listRegisteredKeys(db: Queryable, schema: string): Promise
   return (await db.query<RegisteredKey>(selectKeysSql(schema))).rows;
 }
 
-/** Throws KeyMismatchError for the first configured key whose fingerprint differs from its registration. */
+/**
+ * Throws KeyMismatchError for the first configured key whose fingerprint
+ * differs from its registration, or that is not registered yet but has the
+ * fingerprint of a key registered under another id — a leaked or retired
+ * secret pasted under a new name, which a rotation would "rotate" to.
+ */
 export function assertKeysMatch(configured: readonly KeyIdentity[], registered: readonly RegisteredKey[]): void {
   for (const key of configured) {
     const known = registered.find((r) => r.keyId === key.id);
     if (known && known.fingerprint !== key.fingerprint) throw new KeyMismatchError(key.id);
+    const twin = known || key.derivedPerId ? undefined : registered.find((r) => r.fingerprint === key.fingerprint);
+    if (twin) throw new KeyMismatchError(key.id, twin);
   }
 }
 
