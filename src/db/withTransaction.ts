@@ -3,6 +3,7 @@
  */
 
 import pg from 'pg';
+import { MARK_KEY_VERSION_WRITER } from './keyVersionWriter.js';
 
 /** Where a transaction can run: a pool (a client is checked out for it) or a connected client. */
 export type Queryable = pg.Pool | pg.PoolClient | pg.Client;
@@ -17,6 +18,8 @@ export interface TransactionOptions {
   lockTimeoutMs?: number;
   /** SET LOCAL statement_timeout: cancel any statement running longer (57014 after). */
   statementTimeoutMs?: number;
+  /** Marks the transaction as pg-rekey setting key-version hints, which the guard triggers then keep (keyVersionWriter.ts). */
+  writesKeyVersions?: boolean;
 }
 
 /** A pool has counters a client lacks; duck-typed because a second copy of pg breaks instanceof. */
@@ -94,5 +97,6 @@ function beginStatements(options: TransactionOptions): string {
   const statements = [`BEGIN ISOLATION LEVEL ${isolation}${options.readOnly ? ' READ ONLY' : ''}`];
   if (options.lockTimeoutMs !== undefined) statements.push(`SET LOCAL lock_timeout = '${options.lockTimeoutMs}ms'`);
   if (options.statementTimeoutMs !== undefined) statements.push(`SET LOCAL statement_timeout = '${options.statementTimeoutMs}ms'`);
+  if (options.writesKeyVersions) statements.push(MARK_KEY_VERSION_WRITER);
   return statements.join('; ');
 }

@@ -247,6 +247,6 @@ async function commitBatch(
       }
       return { counts, recheck, done: advance.done };
     },
-    { lockTimeoutMs: env.lockTimeoutMs, statementTimeoutMs: env.statementTimeoutMs },
+    { lockTimeoutMs: env.lockTimeoutMs, statementTimeoutMs: env.statementTimeoutMs, writesKeyVersions: true },
   );
 }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { PartitionInfo } from '../db/catalog.js';
+import { NOT_KEY_VERSION_WRITER } from '../db/keyVersionWriter.js';
 import { qualifiedName, quoteIdent, type QualifiedName } from '../db/quote.js';
 import { TargetError } from '../errors.js';
 import { keyVersionColumn } from './keyUsage.js';
@@ -53,6 +54,7 @@ export function keyVersionObjectNames(table: string, column: string) {
     // BEFORE triggers fire in name order; "zz_" makes ours fire last, so it sees
     // the final NEW after any application trigger that rewrites the column.
     trigger: boundedName(`zz_pgrekey_${column}`, 'kv_reset'),
+    insertTrigger: boundedName(`zz_pgrekey_${column}`, 'kv_reset_ins'),
   };
 }
 
@@ -101,12 +103,20 @@ export function targetMigrationSql(spec: TargetMigrationSpec): { up: string[]; d
             ` REFERENCES ${registry}.keys (version) NOT VALID`,
         )
         .join(',\n') + ';',
-      ...cols.map(
-        (x) =>
+      // The guard of the hints (keyVersionWriter.ts): a write that changes the
+      // value or its key version, or inserts a row with a key version, leaves
+      // the hint NULL unless it is pg-rekey's own. The cheap tests come first.
+      ...cols.flatMap((x) => {
+        const v = quoteIdent(x.versionColumn);
+        const reset = `EXECUTE FUNCTION ${registry}.reset_key_version(${quoteLiteral(x.versionColumn)});`;
+        return [
           `CREATE OR REPLACE TRIGGER ${quoteIdent(x.trigger)} BEFORE UPDATE ON ${table} FOR EACH ROW\n` +
-          `  WHEN (NEW.${x.q} IS DISTINCT FROM OLD.${x.q} AND NEW.${quoteIdent(x.versionColumn)} IS NOT DISTINCT FROM OLD.${quoteIdent(x.versionColumn)})\n` +
-          `  EXECUTE FUNCTION ${registry}.reset_key_version(${quoteLiteral(x.versionColumn)});`,
-      ),
+            `  WHEN (NEW.${v} IS NOT NULL AND (NEW.${x.q} IS DISTINCT FROM OLD.${x.q} OR NEW.${v} IS DISTINCT FROM OLD.${v})\n` +
+            `        AND ${NOT_KEY_VERSION_WRITER})\n  ${reset}`,
+          `CREATE OR REPLACE TRIGGER ${quoteIdent(x.insertTrigger)} BEFORE INSERT ON ${table} FOR EACH ROW\n` +
+            `  WHEN (NEW.${v} IS NOT NULL AND ${NOT_KEY_VERSION_WRITER})\n  ${reset}`,
+        ];
+      }),
     ].join('\n'),
   );
   // Validation scans the table but takes only SHARE UPDATE EXCLUSIVE: writes go on.
@@ -125,7 +135,7 @@ export function targetMigrationSql(spec: TargetMigrationSpec): { up: string[]; d
   }
   down.push(
     [
-      ...cols.map((x) => `DROP TRIGGER IF EXISTS ${quoteIdent(x.trigger)} ON ${table};`),
+      ...cols.flatMap((x) => [`DROP TRIGGER IF EXISTS ${quoteIdent(x.trigger)} ON ${table};`, `DROP TRIGGER IF EXISTS ${quoteIdent(x.insertTrigger)} ON ${table};`]),
       `ALTER TABLE ${table}`,
       // Dropping the column drops its foreign key with it.
       cols.map((x) => `  DROP COLUMN IF EXISTS ${quoteIdent(x.versionColumn)}`).join(',\n') + ';',

@@ -62,8 +62,9 @@ export interface VersionFix {
  * Sets column `columnIndex`'s key-version column of each row, only where the
  * value still is the one read (by digest) — compare-and-swap: under READ
  * COMMITTED a row changed concurrently is re-checked and left alone. The value
- * itself is not assigned, so the reset trigger (value changed, version not)
- * does not fire and no ciphertext changes. Returns the keys of rows set.
+ * itself is not assigned, so no ciphertext changes; the transaction marks
+ * itself as pg-rekey's (keyVersionWriter.ts) or the guard trigger would reset
+ * the hint it sets. Returns the keys of rows set.
  */
 export function fixVersionsSql(target: ResolvedTarget, columnIndex: number, fixes: readonly VersionFix[]): Sql {
   const column = target.columns[columnIndex]!;

@@ -236,6 +236,7 @@ export class TargetVerifier {
         withTransaction(pool, async (client) => (await client.query<Record<string, string>>(fixVersionsSql(this.#target, c, fixes))).rows, {
           lockTimeoutMs: 5_000,
           statementTimeoutMs: 60_000,
+          writesKeyVersions: true,
         }),
       );
       const set = new Set(returned.map((r) => keyString(this.#target.key.map((_, i) => r[`k${i}`]!))));

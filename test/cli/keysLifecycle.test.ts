@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { generateKey } from '../../src/crypto/generateKey.js';
-import { useTestDatabase } from '../helpers/database.js';
+import { asKeyVersionWriter, useTestDatabase } from '../helpers/database.js';
 import { createProject, jsonOf, type TestProject } from './project.js';
 
 const db = useTestDatabase('cli_keys');
@@ -87,7 +87,7 @@ describe('keys lifecycle', () => {
     const pool = db.current.pool;
     const v1 = (await keyRow('k1')).version;
     const v2 = (await keyRow('k2')).version;
-    await pool.query('UPDATE public.people SET email_key_version = $1 WHERE id <= 20', [v1]);
+    await asKeyVersionWriter(pool, 'UPDATE public.people SET email_key_version = $1 WHERE id <= 20', [v1]);
     const r = await project.cli(['keys', 'retire', 'k1', '--json']);
     expect(r.code, r.stderr).toBe(1);
     const out = jsonOf(r);
@@ -102,7 +102,7 @@ describe('keys lifecycle', () => {
       pool.query(`UPDATE pgrekey.keys SET state = 'retired', retired_at = now() WHERE key_id = 'k1'`),
     ).rejects.toMatchObject({ code: '23503' });
     // Unknown rows alone also block retiring.
-    await pool.query('UPDATE public.people SET email_key_version = $1 WHERE id <= 20', [v2]);
+    await asKeyVersionWriter(pool, 'UPDATE public.people SET email_key_version = $1 WHERE id <= 20', [v2]);
     expect((await project.cli(['keys', 'retire', 'k1'])).code).toBe(1);
   });
 
@@ -111,7 +111,7 @@ describe('keys lifecycle', () => {
     expect(primary.code).toBe(2);
     expect(primary.stderr).toContain('promote another key first');
     const v2 = (await keyRow('k2')).version;
-    await db.current.pool.query('UPDATE public.people SET email_key_version = $1', [v2]);
+    await asKeyVersionWriter(db.current.pool, 'UPDATE public.people SET email_key_version = $1', [v2]);
     // Unreferenced is not enough: the retire gate wants a passed "verify --without k1".
     const gated = await project.cli(['keys', 'retire', 'k1']);
     expect(gated.code, gated.stderr).toBe(1);

@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { useTestDatabase } from '../helpers/database.js';
+import { asKeyVersionWriter, useTestDatabase } from '../helpers/database.js';
 import { createProject, jsonOf, type TestProject } from './project.js';
 
 const db = useTestDatabase('cli_target_add');
@@ -124,25 +124,33 @@ describe('target add: the migration on a 100,000-row table', () => {
     expect(count.rows[0].n).toBe(100_000);
   });
 
-  test('the trigger resets the version on an application write and keeps it when both are set', async () => {
+  test('the triggers keep only the versions pg-rekey writes; any other write of the value or its version makes it unknown', async () => {
     const pool = db.current.pool;
     const add = await project.cli(['keys', 'add', 'k1', '--json']);
     expect(add.code, add.stderr).toBe(0);
     const v1 = jsonOf(add).version as number;
     const v2 = jsonOf(await project.cli(['keys', 'add', 'k2', '--json'])).version as number;
     expect(v2).not.toBe(v1);
-    await pool.query('UPDATE public.people SET email_key_version = $1, mobno_key_version = $1 WHERE id <= 10 AND id <> 2', [v1]);
+    await asKeyVersionWriter(pool, 'UPDATE public.people SET email_key_version = $1, mobno_key_version = $1 WHERE id <= 10 AND id <> 2', [v1]);
     // Application-style write: knows nothing of the key-version column.
     await pool.query(`UPDATE public.people SET email = 'FERNET_V1:new', updated_at = now() WHERE id = 1`);
-    // pg-rekey-style writes: set both (from unknown, and from another key).
-    await pool.query(`UPDATE public.people SET email = 'FERNET_V1:rot', email_key_version = $1 WHERE id = 2`, [v1]);
-    await pool.query(`UPDATE public.people SET email = 'FERNET_V1:rot', email_key_version = $1 WHERE id = 4`, [v2]);
+    // pg-rekey's writes: set both (from unknown, and from another key).
+    await asKeyVersionWriter(pool, `UPDATE public.people SET email = 'FERNET_V1:rot', email_key_version = $1 WHERE id = 2`, [v1]);
+    await asKeyVersionWriter(pool, `UPDATE public.people SET email = 'FERNET_V1:rot', email_key_version = $1 WHERE id = 4`, [v2]);
     // Unrelated write: the encrypted column is unchanged.
     await pool.query(`UPDATE public.people SET updated_at = now(), email = email WHERE id = 3`);
-    // A write that re-saves a stale version with a new value (a full-row ORM save) is not trusted.
+    // A full-row ORM save with a new value and the version it loaded earlier: not trusted,
+    // whether that version is still the row's (5) or has changed since (6).
     await pool.query(`UPDATE public.people SET email = 'FERNET_V1:orm', email_key_version = $1 WHERE id = 5`, [v1]);
+    await pool.query(`UPDATE public.people SET email = 'FERNET_V1:orm', email_key_version = $1 WHERE id = 6`, [v2]);
+    // The version alone, written by anyone but pg-rekey: not trusted either.
+    await pool.query(`UPDATE public.people SET email_key_version = $1 WHERE id = 7`, [v2]);
+    // Rows inserted with a version: kept only from pg-rekey.
+    const insert = `INSERT INTO public.people (id, email, email_key_version) VALUES ($1, 'FERNET_V1:ins', $2)`;
+    await pool.query(insert, [100_001, v1]);
+    await asKeyVersionWriter(pool, insert, [100_002, v1]);
     const rows = await pool.query(
-      'SELECT id::int, email_key_version AS e, mobno_key_version AS m FROM public.people WHERE id <= 5 ORDER BY id',
+      'SELECT id::int, email_key_version AS e, mobno_key_version AS m FROM public.people WHERE id <= 7 OR id > 100000 ORDER BY id',
     );
     expect(rows.rows).toEqual([
       { id: 1, e: null, m: v1 },
@@ -150,9 +158,14 @@ describe('target add: the migration on a 100,000-row table', () => {
       { id: 3, e: v1, m: v1 },
       { id: 4, e: v2, m: v1 },
       { id: 5, e: null, m: v1 },
+      { id: 6, e: null, m: v1 },
+      { id: 7, e: null, m: v1 },
+      { id: 100_001, e: null, m: null },
+      { id: 100_002, e: v1, m: null },
     ]);
+    await pool.query('DELETE FROM public.people WHERE id > 100000');
     // The foreign key refuses a version the registry does not know.
-    await expect(pool.query('UPDATE public.people SET email_key_version = 999 WHERE id = 6')).rejects.toMatchObject({
+    await expect(asKeyVersionWriter(pool, 'UPDATE public.people SET email_key_version = 999 WHERE id = 6')).rejects.toMatchObject({
       code: '23503',
     });
   });
@@ -162,11 +175,11 @@ describe('target add: the migration on a 100,000-row table', () => {
     expect(r.code, r.stderr).toBe(0);
     const inv = jsonOf(r);
     const k1 = inv.keys.find((k: { id: string }) => k.id === 'k1');
-    // Rows 1..10 but 2 were set to k1; then 1 and 5 were reset, 2 joined, 4 moved to k2.
-    expect(k1.rows['public.people.email']).toBe(7);
+    // Rows 1..10 but 2 were set to k1; then 1, 5, 6 and 7 were reset, 2 joined, 4 moved to k2.
+    expect(k1.rows['public.people.email']).toBe(5);
     expect(k1.rows['public.people.mobno']).toBe(8); // 7 has no mobno; 2 was never set
     expect(inv.keys.find((k: { id: string }) => k.id === 'k2').rows['public.people.email']).toBe(1);
-    expect(inv.unknown['public.people.email']).toBe(100_000 - 8);
+    expect(inv.unknown['public.people.email']).toBe(100_000 - 6);
   });
 
   test('migrate down removes the columns, triggers and indexes; up restores them', async () => {
@@ -183,6 +196,6 @@ describe('target add: the migration on a 100,000-row table', () => {
     const up = await project.cli(['migrate', 'up'], { timeoutMs: 120_000 });
     expect(up.code, up.stderr).toBe(0);
     const trig = await pool.query(`SELECT count(*)::int AS n FROM pg_trigger WHERE tgrelid = 'public.people'::regclass AND NOT tgisinternal`);
-    expect(trig.rows[0].n).toBe(2);
+    expect(trig.rows[0].n).toBe(4); // per column: on UPDATE and on INSERT
   });
 });

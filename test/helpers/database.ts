@@ -9,6 +9,7 @@ import { afterAll, beforeAll, inject } from 'vitest';
 import { createPool } from '../../src/db/pool.js';
 import { quoteIdent } from '../../src/db/quote.js';
 import { SqlState, sqlstateOf } from '../../src/db/sqlstate.js';
+import { withTransaction } from '../../src/db/withTransaction.js';
 import './provided.js';
 import { withAdminClient } from './template.js';
 
@@ -95,4 +96,13 @@ export function useTestDatabase(label?: string): { readonly current: TestDatabas
       return db;
     },
   };
+}
+
+/**
+ * Runs one statement as pg-rekey writes key-version hints (its transaction
+ * marked, keyVersionWriter.ts): for tests that stage hints directly, which the
+ * guard triggers would otherwise reset to NULL.
+ */
+export async function asKeyVersionWriter(pool: pg.Pool, text: string, values: unknown[] = []): Promise<pg.QueryResult> {
+  return withTransaction(pool, (client) => client.query(text, values), { writesKeyVersions: true });
 }

@@ -8,6 +8,7 @@ import { copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import { expect, it } from 'vitest';
 import { createCodec } from '../../src/crypto/createCodec.js';
+import { asKeyVersionWriter } from '../helpers/database.js';
 import { expectExit, OLD_SECRET, seedPeople, useFreshRotations } from '../helpers/rotationFixture.js';
 
 const fresh = useFreshRotations();
@@ -32,8 +33,9 @@ async function twoTargetsRotated(label: string) {
 
 it('a rehearsal that did not read every target does not open the gate', async () => {
   const { db, ws } = await twoTargetsRotated('retire_rehearsal_targets');
-  // A people2 value under the old key whose hint says otherwise: what only the rehearsal catches.
-  await db.pool.query(
+  // A people2 value under the old key whose hint says otherwise (as only a
+  // buggy pg-rekey could write it): what only the rehearsal catches.
+  await asKeyVersionWriter(db.pool, 
     `INSERT INTO people2 (id, name, email, email_key_version) VALUES (1001, 'x', $1, (SELECT version FROM pgrekey.keys WHERE key_id = 'new'))`,
     [await encryptedUnderOld('x@example.com')],
   );

@@ -1,7 +1,7 @@
 import { deflateSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCodec } from '../../src/crypto/createCodec.js';
-import { useTestDatabase } from '../helpers/database.js';
+import { asKeyVersionWriter, useTestDatabase } from '../helpers/database.js';
 import { bothKeysCodec, expectExit, plaintextsOf, prepareRotation, type RotationWorkspace } from '../helpers/rotationFixture.js';
 
 const db = useTestDatabase('verify');
@@ -146,8 +146,8 @@ describe('verify', () => {
       await pool.query('UPDATE people SET email = $1 WHERE id = 3', [foreign]);
       await pool.query('UPDATE people SET email = $1 WHERE id = 4', [plaintext]);
       await pool.query('UPDATE people SET mobno = $1 WHERE id = 5', [legacy]);
-      // Only the hint changes (the reset trigger does not fire): it now names "old" for a value under "new".
-      await pool.query(`UPDATE people SET email_key_version = (SELECT version FROM pgrekey.keys WHERE key_id = 'old') WHERE id = 6`);
+      // A wrong hint (as if written by a buggy pg-rekey: anyone else's is reset): it names "old" for a value under "new".
+      await asKeyVersionWriter(pool, `UPDATE people SET email_key_version = (SELECT version FROM pgrekey.keys WHERE key_id = 'old') WHERE id = 6`);
     });
 
     it('exits 1 and names each bad row by key and reason, never by value', async () => {
