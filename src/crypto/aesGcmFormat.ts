@@ -20,7 +20,8 @@ const PREFIX = 'PGRK1:';
 const VERSION = 0x01;
 const NONCE = 12;
 const TAG = 16;
-const utf8Strict = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a key id is the header's bytes as they are; a leading BOM is not stripped into another id.
+const utf8Strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 interface AesKey {
   /** A KeyObject: createCipheriv skips re-importing the key for every value. */

@@ -7,6 +7,7 @@
 import { ConfigError, KeyInvalidError } from '../errors.js';
 import { fingerprintSecret, fingerprintSecretAsync } from './fingerprint.js';
 import type { Format } from './formats.js';
+import type { FernetKey } from './fernetToken.js';
 import { getFormatHandler } from './getFormatHandler.js';
 import { resolveKeys, type KeyConfig, type ResolveOptions, type ResolvedKey } from './keySources.js';
 
@@ -51,6 +52,7 @@ export class Keyring {
         return lazyKey(id, index === 0 ? 'primary' : 'decrypt-only', secret);
       }),
     );
+    if (format === 'fernet') assertDistinctSigningKeys(resolved.map(({ id }) => ({ id, key: this.#materials.get(id) as FernetKey })));
   }
 
   /** The primary key (the first configured). */
@@ -77,6 +79,23 @@ function assertValidKeys(format: Format, resolved: readonly ResolvedKey[]): void
     seen.add(id);
     if (typeof secret !== 'string') throw new KeyInvalidError(id, `key ${id}: the resolved secret is not a string`);
     handler.validateKey(id, secret);
+  }
+}
+
+/**
+ * Two different Fernet keys with the same signing half would both authenticate
+ * each other's values, and decrypting with the wrong one yields garbage (or,
+ * once in 256, a valid-looking plaintext credited to the wrong key, which a
+ * rotation would then skip). Such keys are refused, so at most one key can
+ * authenticate a value, as decryption assumes. (Derived keys never collide so.)
+ */
+function assertDistinctSigningKeys(keys: readonly { id: string; key: FernetKey }[]): void {
+  for (const [i, a] of keys.entries()) {
+    for (const b of keys.slice(i + 1)) {
+      if (a.key.signing.equals(b.key.signing) && !a.key.encryption.equals(b.key.encryption)) {
+        throw new KeyInvalidError(b.id, `keys ${a.id} and ${b.id} share their signing half (the first 16 bytes) but not the rest — generate a new key ("pg-rekey keys generate --format fernet")`);
+      }
+    }
   }
 }
 

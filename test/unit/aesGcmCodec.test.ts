@@ -114,3 +114,20 @@ describe('aes-256-gcm envelope', () => {
     }
   });
 });
+
+describe('aes-256-gcm key id in the header', () => {
+  it('is read byte for byte: a leading BOM names another, unconfigured key (no-key), not g1', () => {
+    const codec = createCodecFromKeyring('aes-256-gcm', keyringFromResolved('aes-256-gcm', [{ id: 'g1', secret: Buffer.alloc(32, 7).toString('base64') }]));
+    const body = Buffer.from(codec.encrypt('x').slice('PGRK1:'.length), 'base64url');
+    // Version 1, a 5-byte key id "\uFEFFg1" (BOM + g1), then g1's nonce, ciphertext and tag.
+    const forged = Buffer.concat([Buffer.from([1, 5, 0xef, 0xbb, 0xbf]), body.subarray(2)]);
+    let err: unknown;
+    try {
+      codec.decrypt(`PGRK1:${forged.toString('base64url')}`);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(DecryptError);
+    expect((err as DecryptError).reason).toBe('no-key');
+  });
+});

@@ -172,3 +172,26 @@ describe('generateKey', () => {
     expect(generateKey('django-fernet-v1', seq)).toBe('ab)ab)'.repeat(9).slice(0, 50));
   });
 });
+
+describe('fernet keys sharing their signing half', () => {
+  // Same first 16 bytes (HMAC key), different AES halves: each authenticates the other's values.
+  const signing = Buffer.alloc(16, 1);
+  const keyA = Buffer.concat([signing, Buffer.alloc(16, 2)]).toString('base64url') + '=';
+  const keyB = Buffer.concat([signing, Buffer.alloc(16, 3)]).toString('base64url') + '=';
+
+  it('are refused together, naming both ids and never a secret', () => {
+    let err: unknown;
+    try {
+      keyringFromResolved('fernet', [{ id: 'a', secret: keyA }, { id: 'b', secret: keyB }]);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(KeyInvalidError);
+    expect((err as Error).message).toContain('keys a and b share their signing half');
+    expect((err as Error).message).not.toContain(keyA);
+  });
+
+  it('one key twice under two ids is still accepted (the same key)', () => {
+    expect(() => keyringFromResolved('fernet', [{ id: 'a', secret: keyA }, { id: 'a2', secret: keyA }])).not.toThrow();
+  });
+});
