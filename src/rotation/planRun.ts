@@ -8,6 +8,7 @@ import { RunConflictError, UsageError } from '../errors.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
 import type { Actor } from '../schema/runsSql.js';
 import type { RowKey } from './batchSql.js';
+import { runTotals } from './rangesSql.js';
 
 /** The rotation run a process works on, new or joined. */
 export interface RotationRun {
@@ -66,12 +67,16 @@ function selectOpenRotationSql(schema: string): Sql {
   );
 }
 
+/** Marks an open run aborted as abandoned, with the totals its ranges reached (see runTotals). */
 function abandonRunSql(schema: string, runId: number, reason: string | undefined): Sql {
+  const totals = runTotals(schema, '$1');
   return sql(
-    `UPDATE ${quoteIdent(schema)}.runs
-        SET status = 'aborted', finished_at = now(),
-            summary = summary || jsonb_build_object('abandoned', true, 'abandonReason', $2::text)
-      WHERE id = $1 AND status IN ('running', 'stopped')`,
+    `${totals.cte}
+     UPDATE ${quoteIdent(schema)}.runs AS r
+        SET status = 'aborted', finished_at = now(), ${totals.set},
+            summary = r.summary || jsonb_build_object('abandoned', true, 'abandonReason', $2::text)
+       FROM totals
+      WHERE r.id = $1 AND r.status IN ('running', 'stopped')`,
     [runId, reason ?? null],
   );
 }

@@ -198,21 +198,37 @@ export function selectRangesSql(schema: string, runId: number): Sql {
 }
 
 /**
+ * The row counters of a run as its ranges hold them, for every UPDATE that
+ * ends a run (finished, aborted, abandoned): `WITH totals AS (…)` over the run
+ * whose id is the statement's `runIdParam`, and the SET list that copies them.
+ * Once its status is final a run is append-only and hash-chained
+ * (migrations/0003_audit_trail.sql), so the totals must be written by the very
+ * UPDATE that finalises it — a later one would be refused.
+ */
+export function runTotals(schema: string, runIdParam: string): { cte: string; set: string } {
+  return {
+    cte: `WITH totals AS (
+       SELECT coalesce(sum(rows_examined), 0) AS examined, coalesce(sum(rows_changed), 0) AS changed,
+              coalesce(sum(rows_skipped), 0) AS skipped, coalesce(sum(rows_failed), 0) AS failed
+         FROM ${quoteIdent(schema)}.ranges WHERE run_id = ${runIdParam})`,
+    set: `rows_examined = totals.examined, rows_changed = totals.changed,
+            rows_skipped = totals.skipped, rows_failed = totals.failed`,
+  };
+}
+
+/**
  * Closes a run when every range is done, with totals from its ranges and the
  * caller's summary; a no-op (no row returned) if another worker closed it
  * first or ranges remain.
  */
 export function finishRunSql(schema: string, runId: number, summary: Record<string, unknown>): Sql {
   const s = quoteIdent(schema);
+  const totals = runTotals(schema, '$1');
   return sql(
-    `WITH totals AS (
-       SELECT coalesce(sum(rows_examined), 0) AS examined, coalesce(sum(rows_changed), 0) AS changed,
-              coalesce(sum(rows_skipped), 0) AS skipped, coalesce(sum(rows_failed), 0) AS failed
-         FROM ${s}.ranges WHERE run_id = $1)
+    `${totals.cte}
      UPDATE ${s}.runs AS r
         SET status = CASE WHEN totals.failed > 0 THEN 'failed' ELSE 'succeeded' END,
-            finished_at = now(), rows_examined = totals.examined, rows_changed = totals.changed,
-            rows_skipped = totals.skipped, rows_failed = totals.failed,
+            finished_at = now(), ${totals.set},
             summary = r.summary || $2::jsonb
        FROM totals
       WHERE r.id = $1 AND r.status = 'running'
@@ -222,11 +238,17 @@ export function finishRunSql(schema: string, runId: number, summary: Record<stri
   );
 }
 
-/** Marks a run aborted (--on-error abort); its ranges stay as they are for the record. */
+/**
+ * Marks a run aborted (--on-error abort) with the totals its ranges reached;
+ * its ranges stay as they are for the record.
+ */
 export function abortRunSql(schema: string, runId: number): Sql {
+  const totals = runTotals(schema, '$1');
   return sql(
-    `UPDATE ${quoteIdent(schema)}.runs SET status = 'aborted', finished_at = now()
-      WHERE id = $1 AND status = 'running'`,
+    `${totals.cte}
+     UPDATE ${quoteIdent(schema)}.runs AS r SET status = 'aborted', finished_at = now(), ${totals.set}
+       FROM totals
+      WHERE r.id = $1 AND r.status = 'running'`,
     [runId],
   );
 }

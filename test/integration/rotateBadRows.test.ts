@@ -84,7 +84,16 @@ describe('rotate with bad rows', () => {
     }
     const result = await ws.run(['rotate', '--on-error', 'abort', '--json', '--workers', '1']);
     expectExit(result, 1);
-    expect(JSON.parse(result.stdout).status).toBe('aborted');
+    const outcome = JSON.parse(result.stdout);
+    expect(outcome.status).toBe('aborted');
+    // The audit trail records what the aborted run did, not 0/0: the row is append-only from here on.
+    const run = await db.current.pool.query(
+      `SELECT status, rows_examined::int AS examined, rows_changed::int AS changed, rows_skipped::int AS skipped, rows_failed::int AS failed
+         FROM pgrekey.runs WHERE id = $1`,
+      [outcome.runId],
+    );
+    expect(outcome.changed).toBeGreaterThan(0);
+    expect(run.rows[0]).toEqual({ status: 'aborted', examined: outcome.examined, changed: outcome.changed, skipped: outcome.skipped, failed: outcome.failed });
     const after = await db.current.pool.query<{ id: string; v: string | null }>(
       `SELECT p.id, k.key_id AS v FROM people p LEFT JOIN pgrekey.keys k ON k.version = p.email_key_version WHERE p.id IN (1400, 1600) ORDER BY p.id`,
     );
