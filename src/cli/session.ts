@@ -9,6 +9,7 @@ import { getFormatHandler } from '../crypto/getFormatHandler.js';
 import { keyringFromResolved, type Keyring } from '../crypto/keyring.js';
 import { resolveKeys, type ResolvedKey } from '../crypto/keySources.js';
 import { connectSetupFailureOf, type ConnectSetupFailure } from '../db/connectFailure.js';
+import { cancelStatementsOnAbort } from '../db/cancelOnAbort.js';
 import { createPool } from '../db/pool.js';
 import { classifySqlState, isConnectionError, SqlState, sqlstateOf } from '../db/sqlstate.js';
 import { DatabaseError, PgRekeyError, UsageError } from '../errors.js';
@@ -54,6 +55,8 @@ export interface Session {
   keyringSecrets(format: Format, options?: { primary?: string }): Promise<readonly ResolvedKey[]>;
   /** Re-reads the registry (after a lifecycle change) and returns it. */
   refreshRegistry(): Promise<readonly RegisteredKey[]>;
+  /** The start-up is over: from now on a stop no longer cancels statements (see SessionOptions.stopSignal). */
+  endStartUp(): void;
 }
 
 /** How much of the start-up sequence a command needs. */
@@ -77,6 +80,19 @@ export interface SessionOptions<Checked = undefined> {
    * returns is handed to the command.
    */
   checkBeforeWriting?: (pool: pg.Pool, config: ResolvedConfig, keys: KeysBeforeWriting) => Promise<Checked>;
+  /**
+   * Aborted when the command is asked to stop (a signal, a deadline). Until the
+   * command calls `session.endStartUp()` a stop cancels the statement running
+   * then — a lock wait included — and each step of the start-up checks it
+   * first, so the command fails promptly with the signal's reason or the
+   * driver's 57014 (see isStopDuringStartUp) instead of waiting.
+   */
+  stopSignal?: AbortSignal;
+}
+
+/** Whether `err` is how a stop (SessionOptions.stopSignal) ended the start-up, rather than a failure of its own. */
+export function isStopDuringStartUp(err: unknown, stopSignal: AbortSignal): boolean {
+  return stopSignal.aborted && (err === stopSignal.reason || sqlstateOf(err) === SqlState.queryCanceled);
 }
 
 /** What checkBeforeWriting knows of the keys: the configured ones (fingerprinted) and the registry, before any registration. */
@@ -195,8 +211,12 @@ export async function withSession<T, Checked = undefined>(
     max: options.maxConnections ?? 4,
     logger: ctx.logger,
   });
+  const canceller = options.stopSignal ? cancelStatementsOnAbort(pool, options.stopSignal) : undefined;
+  // A stop between steps is honoured before the next one starts (nothing is written after it).
+  const checkStop = () => options.stopSignal?.throwIfAborted();
   try {
     await assertSchemaCurrent(pool, config.schema);
+    checkStop();
     const resolved: ResolvedKey[] =
       options.keys === false ? [] : await resolveKeys(config.keys, { baseDir: config.baseDir, env: ctx.env });
     // Keys serve every target; only when every target derives a key per id can two ids share a secret.
@@ -204,6 +224,7 @@ export async function withSession<T, Checked = undefined>(
     const identities: KeyIdentity[] = await Promise.all(
       resolved.map(async (k) => ({ id: k.id, fingerprint: await fingerprintSecretAsync(k.secret), derivedPerId })),
     );
+    checkStop();
     const actor = cliActor();
     let registry = await listRegisteredKeys(pool, config.schema);
     assertKeysMatch(identities, registry);
@@ -215,6 +236,7 @@ export async function withSession<T, Checked = undefined>(
     const checked = (
       options.checkBeforeWriting ? await options.checkBeforeWriting(pool, config, { configured: identities, registry }) : undefined
     ) as Checked;
+    checkStop();
     if (register !== 'none') {
       if (register !== 'all') {
         const unknown = register.filter((id) => !identities.some((k) => k.id === id));
@@ -226,6 +248,7 @@ export async function withSession<T, Checked = undefined>(
       // registration with another secret is caught too.
       registry = await registerConfiguredKeys(pool, config.schema, identities, actor, register === 'all' ? undefined : register);
     }
+    checkStop();
     const keyrings = new Map<string, Promise<Keyring>>();
     /** Configured, not retired keys, primary first: `primary` if given, else the registry's, else config order. */
     const orderedKeys = (wantedPrimary: string | undefined): ResolvedKey[] => {
@@ -272,11 +295,15 @@ export async function withSession<T, Checked = undefined>(
         registry = await listRegisteredKeys(pool, config.schema);
         return registry;
       },
+      endStartUp() {
+        canceller?.detach();
+      },
     };
     return await fn(session, checked);
   } catch (err) {
     throw asDatabaseError(err);
   } finally {
+    canceller?.detach();
     await pool.end();
   }
 }

@@ -39,6 +39,11 @@ export interface RunRotationInput {
   owner: string;
   /** Aborted on SIGTERM/SIGINT: stop at the next batch boundary. */
   signal?: AbortSignal | undefined;
+  /**
+   * When the clock of settings.maxDurationMs started (epoch ms; default: now).
+   * The CLI starts it before its start-up, so --max-duration bounds the whole command.
+   */
+  startedAt?: number | undefined;
   onBatch?: (progress: BatchProgress) => void;
   logger?: Logger | undefined;
 }
@@ -88,7 +93,7 @@ export function summariseRanges(ranges: readonly RangeRow[]) {
 export async function runRotation(input: RunRotationInput): Promise<RotationOutcome> {
   const started = Date.now();
   const { pool, schema, runId, settings } = input;
-  const deadline = settings.maxDurationMs === undefined ? Infinity : started + settings.maxDurationMs;
+  const deadline = settings.maxDurationMs === undefined ? Infinity : (input.startedAt ?? started) + settings.maxDurationMs;
   let aborted = false;
   // The first unexpected error of any worker stops the others at their next
   // batch boundary (handing their ranges back) before it is rethrown.

@@ -4,6 +4,7 @@
  * exit 75 and the next run finishes; a wrong secret stops everything, exit 2.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import {
   bothKeysCodec,
@@ -125,6 +126,67 @@ describe('stopping early', () => {
     expectExit(second, 0);
     expect(await expectAllUnderKey(db.pool, 'new')).toBe(ROWS);
   }, 120_000);
+});
+
+describe('stopping during the start-up', () => {
+  /** Holds an ACCESS EXCLUSIVE lock on people, as a long migration would, until the returned release(). */
+  async function lockPeople(pool: pg.Pool): Promise<() => Promise<void>> {
+    const blocker = await pool.connect();
+    await blocker.query('BEGIN');
+    await blocker.query('LOCK TABLE people IN ACCESS EXCLUSIVE MODE');
+    return async () => {
+      await blocker.query('ROLLBACK');
+      blocker.release();
+    };
+  }
+  /** Resolves once a pg-rekey session waits for a lock. */
+  async function waitForLockWait(pool: pg.Pool): Promise<void> {
+    const waiting = `SELECT 1 FROM pg_stat_activity WHERE application_name = 'pg-rekey' AND wait_event_type = 'Lock'`;
+    while ((await pool.query(waiting)).rowCount === 0) await sleep(100);
+  }
+  const rotationRuns = async (pool: pg.Pool) => (await pool.query(`SELECT count(*)::int AS n FROM pgrekey.runs WHERE kind = 'rotate'`)).rows[0].n;
+
+  it('SIGTERM while rotate waits for a lock on the target exits 75 at once, with no run started', async () => {
+    const { db, ws } = await freshRotation('startup_sigterm', 2000);
+    const release = await lockPeople(db.pool);
+    try {
+      const cli = await startCli(ws, ['rotate']);
+      await waitForLockWait(db.pool);
+      const signalled = Date.now();
+      cli.child.kill('SIGTERM');
+      const result = await cli.done;
+      expect({ code: result.code, signal: result.signal }, result.stderr).toEqual({ code: 75, signal: null });
+      // Not after the lock is gone: the wait was cancelled.
+      expect(Date.now() - signalled).toBeLessThan(3000);
+      expect(result.stdout).toMatch(/Stopped during start-up: this process changed no value/);
+    } finally {
+      await release();
+    }
+    expect(await rotationRuns(db.pool)).toBe(0);
+    const changed = await db.pool.query(`SELECT count(*)::int AS n FROM people WHERE email_key_version IS NOT NULL`);
+    expect(changed.rows[0].n).toBe(0);
+  }, 60_000);
+
+  it('--max-duration counts the start-up: with the target locked, rotate exits 75 when the time is up', async () => {
+    const { db, ws } = await freshRotation('startup_deadline', 2000);
+    const release = await lockPeople(db.pool);
+    try {
+      const started = Date.now();
+      const result = await ws.run(['rotate', '--max-duration', '2s', '--json'], { timeoutMs: 30_000 });
+      const elapsed = Date.now() - started;
+      expectExit(result, 75);
+      expect(JSON.parse(result.stdout)).toEqual({ status: 'stopped', runId: null });
+      // 2 s plus the process's own start; without the deadline it waits as long as the lock is held.
+      expect(elapsed).toBeGreaterThanOrEqual(2000);
+      expect(elapsed).toBeLessThan(6000);
+    } finally {
+      await release();
+    }
+    expect(await rotationRuns(db.pool)).toBe(0);
+    // Nothing was left behind: the next rotate does the whole job.
+    expectExit(await ws.run(['rotate']), 0);
+    expect(await expectAllUnderKey(db.pool, 'new')).toBe(2000);
+  }, 60_000);
 });
 
 describe('a wrong secret for a registered key', () => {

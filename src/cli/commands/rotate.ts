@@ -22,7 +22,8 @@ import { formatTable } from '../output.js';
 import { wholeNumberOption } from '../numberOptions.js';
 import { parseDuration } from '../parseDuration.js';
 import { createProgressReporter } from '../progressReporter.js';
-import { checkChosenTargets, withSession, type KeysBeforeWriting, type Session } from '../session.js';
+import { watchForStop, type StopRequest } from '../stopRequest.js';
+import { checkChosenTargets, isStopDuringStartUp, withSession, type KeysBeforeWriting, type Session } from '../session.js';
 import type { CommandContext } from '../context.js';
 import type { Wrap } from './index.js';
 
@@ -113,11 +114,26 @@ export function rotateCommand(wrap: Wrap): CommandModule {
           return checkChosenTargets(argv.target)(pool, config, keys);
         },
       };
-      return withSession(ctx, sessionOptions, (session, { targets }) =>
-        argv.dryRun ? dryRun(ctx, session, argv, targets) : rotate(ctx, session, argv, targets, settings),
-      );
-    }
-    ),
+      if (argv.dryRun) return withSession(ctx, sessionOptions, (session, { targets }) => dryRun(ctx, session, argv, targets));
+      // Watched from here, so a signal or --max-duration during the start-up
+      // (key derivation, target checks, lock waits, planning) stops it cleanly too.
+      const stop = watchForStop(ctx.logger, settings.maxDurationMs);
+      try {
+        return await withSession(ctx, { ...sessionOptions, stopSignal: stop.signal }, (session, { targets }) =>
+          rotate(ctx, session, argv, targets, settings, stop),
+        );
+      } catch (err) {
+        if (!isStopDuringStartUp(err, stop.signal)) throw err;
+        // The run, if this process was planning it, rolled back; one it was joining stays resumable.
+        ctx.output.result(
+          { status: 'stopped', runId: null },
+          () => 'Stopped during start-up: this process changed no value. Run "pg-rekey rotate" again to rotate.',
+        );
+        return ExitCode.STOPPED_RESUMABLE;
+      } finally {
+        stop.dispose();
+      }
+    }),
   };
 }
 
@@ -215,14 +231,15 @@ function settingsFrom(argv: RotateArgs): RotationSettings {
   return settings;
 }
 
-async function rotate(ctx: CommandContext, session: Session, argv: RotateArgs, chosen: ResolvedTarget[], settings: RotationSettings) {
+async function rotate(ctx: CommandContext, session: Session, argv: RotateArgs, chosen: ResolvedTarget[], settings: RotationSettings, stop: StopRequest) {
   const targetKeyId = argv.to ?? session.registry.find((k) => k.isPrimary)?.keyId;
   if (!targetKeyId) throw new UsageError('no primary key is registered — pass --to <key id> or run "pg-rekey keys promote <id>"');
   const targetVersion = requireActiveKey(session.registry, targetKeyId).version;
   if (settings.maxReplicaLagMs !== undefined) await assertReplicaLagReadable(session.pool);
+  stop.signal.throwIfAborted();
   const { targets, transform, close } = await prepare(session, argv, chosen, targetKeyId, targetVersion);
   try {
-    return await rotateWith(ctx, session, argv, settings, targetKeyId, targetVersion, targets, transform);
+    return await rotateWith(ctx, session, argv, settings, stop, targetKeyId, targetVersion, targets, transform);
   } finally {
     await close();
   }
@@ -233,6 +250,7 @@ async function rotateWith(
   session: Session,
   argv: RotateArgs,
   settings: RotationSettings,
+  stop: StopRequest,
   targetKeyId: string,
   targetVersion: number,
   targets: ResolvedTarget[],
@@ -242,15 +260,21 @@ async function rotateWith(
   const primary = registry.find((k) => k.isPrimary);
   const batchSize = argv.batchSize;
 
+  stop.signal.throwIfAborted();
   const open = await pool.query(`SELECT 1 FROM ${quoteIdent(schema)}.runs WHERE kind = 'rotate' AND status IN ('running', 'stopped')`);
   if (open.rowCount === 0) {
     let hasWork = false;
-    for (const t of targets) hasWork ||= (await pool.query<{ hasWork: boolean }>(selectAnyWorkSql(t, targetVersion))).rows[0]!.hasWork;
+    for (const t of targets) {
+      if (hasWork) break;
+      stop.signal.throwIfAborted();
+      hasWork = (await pool.query<{ hasWork: boolean }>(selectAnyWorkSql(t, targetVersion))).rows[0]!.hasWork;
+    }
     if (!hasWork) {
       ctx.output.result({ status: 'nothing-to-do', targetKey: targetKeyId }, () => `Nothing to rotate: every value is already under key ${targetKeyId}.`);
       return ExitCode.OK;
     }
   }
+  stop.signal.throwIfAborted();
   const due = primary?.promotedAt ? Date.now() - primary.promotedAt.getTime() > session.config.rotationIntervalDays * 86_400_000 : false;
   const run = await startOrJoinRun(
     pool,
@@ -267,19 +291,14 @@ async function rotateWith(
     },
     targets,
   );
+  // The run is planned (or joined): a stop from here is taken at batch boundaries, leaving it resumable.
+  session.endStartUp();
   ctx.output.info(`${run.joined ? 'Joined' : 'Started'} rotation run ${run.id} to key ${targetKeyId}.`);
 
   const ranges = (await pool.query<{ target: string; estimatedRows: number; examined: number }>(selectRangesSql(schema, run.id))).rows;
   const totals: Record<string, number> = {};
   for (const r of ranges) totals[r.target] = (totals[r.target] ?? 0) + Math.max(0, r.estimatedRows - r.examined);
   const progress = createProgressReporter({ totals, logger: ctx.logger, tty: process.stderr.isTTY === true, enabled: true });
-  const stop = new AbortController();
-  const onSignal = (signal: NodeJS.Signals) => {
-    ctx.logger.warn({ signal }, 'stop requested: finishing the current batch');
-    stop.abort();
-  };
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
   let outcome: RotationOutcome;
   try {
     outcome = await runRotation({
@@ -291,14 +310,13 @@ async function rotateWith(
       transform,
       owner: `${hostname()}:${process.pid}`,
       signal: stop.signal,
+      startedAt: stop.startedAt,
       logger: ctx.logger,
       onBatch: (p) => progress.add(p.target, p.examined),
       settings,
     });
   } finally {
     progress.stop();
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
   }
   ctx.output.result({ targetKey: targetKeyId, ...outcome }, () => formatOutcome(targetKeyId, outcome));
   switch (outcome.status) {
