@@ -184,11 +184,15 @@ export function selectRunProgressSql(schema: string, runId: number): Sql {
   );
 }
 
-/** Every range of a run with its counters, for summaries and `status`. */
+/**
+ * Every range of a run with its counters, for summaries and `status`.
+ * `leaseLive` is judged by the server's clock, the one leases are set by.
+ */
 export function selectRangesSql(schema: string, runId: number): Sql {
   return sql(
     `SELECT id::int, target, ordinal, status, checkpoint, estimated_rows::float8 AS "estimatedRows",
             lease_owner AS "leaseOwner", lease_expires_at AS "leaseExpiresAt",
+            coalesce(status = 'running' AND lease_expires_at > now(), false) AS "leaseLive",
             rows_examined::float8 AS examined, rows_changed::float8 AS changed, rows_skipped::float8 AS skipped,
             rows_failed::float8 AS failed, rows_conflicted::float8 AS conflicted, jsonb_array_length(recheck) AS "toReread",
             changed_by_source AS "bySource", updated_at AS "updatedAt"

@@ -38,7 +38,15 @@ export interface TargetStatus {
 /** A rotation run's progress. */
 export interface RunStatus {
   runId: number;
+  /**
+   * How the run stands: the stored status, except that an open run on which
+   * no range holds a live lease is `stopped` (see {@link deriveRunStatus}).
+   */
   status: string;
+  /** The status as the runs row records it: `running` for as long as the run is open. */
+  storedStatus: string;
+  /** What to do about a stopped run; null otherwise. */
+  note: string | null;
   targetKey: string | null;
   trigger: string;
   reason: string | null;
@@ -50,7 +58,26 @@ export interface RunStatus {
 }
 
 /** The run row as selected (its id, before the targets and workers are gathered). */
-type RunRow = Omit<RunStatus, 'runId' | 'targets' | 'workers'> & { id: number };
+type RunRow = Omit<RunStatus, 'runId' | 'targets' | 'workers' | 'storedStatus' | 'note'> & { id: number; kind: string };
+
+/** What `status` tells the user about a run no process is working on. */
+const STOPPED_NOTE = 'stopped: no worker holds a lease — run pg-rekey rotate to resume';
+
+/**
+ * An open run's status as `status` shows it. Nothing writes `stopped` to the
+ * runs row: several processes on several hosts may share a run, so one of them
+ * stopping (--max-duration, SIGTERM, a crash) does not stop the run. Whether
+ * any process works on it is in its ranges: a worker holds a lease on the
+ * range it rotates, renewed with every batch, and the last one closes the run
+ * when its last range is done. No live lease: nobody is working on the run.
+ * (Between two ranges of a worker, or just after planning, there can briefly
+ * be no lease: a watcher should see it twice before it believes it.)
+ */
+function deriveRunStatus(storedStatus: string, liveLeases: number): string {
+  const open = storedStatus === 'running' || storedStatus === 'stopped';
+  if (!open) return storedStatus;
+  return liveLeases > 0 ? 'running' : 'stopped';
+}
 
 /** Reads a rotation run's progress: the given run, or the latest rotation. Null when there is none. */
 export async function readRunStatus(db: Queryable, schema: string, runId?: number): Promise<RunStatus | null> {
@@ -58,7 +85,7 @@ export async function readRunStatus(db: Queryable, schema: string, runId?: numbe
   const run = (
     await db.query<RunRow>(
       sql(
-        `SELECT id::int, status, target_key AS "targetKey", trigger, reason, started_at AS "startedAt", finished_at AS "finishedAt"
+        `SELECT id::int, kind, status, target_key AS "targetKey", trigger, reason, started_at AS "startedAt", finished_at AS "finishedAt"
            FROM ${s}.runs WHERE ${runId === undefined ? `kind = 'rotate'` : 'id = $1'} ORDER BY id DESC LIMIT 1`,
         runId === undefined ? [] : [runId],
       ),
@@ -72,6 +99,7 @@ export async function readRunStatus(db: Queryable, schema: string, runId?: numbe
     target: string;
     estimatedRows: number;
     skipped: number;
+    leaseLive: boolean;
   })[];
   const failures = (
     await db.query<{ target: string; column: string; reason: string; n: number }>(
@@ -116,9 +144,22 @@ export async function readRunStatus(db: Queryable, schema: string, runId?: numbe
     const t = byTarget.get(f.target);
     if (t) ((t.failures[f.column] ??= {})[f.reason] = f.n);
   }
-  const now = Date.now();
   const workers = ranges
-    .filter((r) => r.status === 'running' && r.leaseOwner && r.leaseExpiresAt && r.leaseExpiresAt.getTime() > now)
+    .filter((r) => r.leaseLive && r.leaseOwner && r.leaseExpiresAt)
     .map((r) => ({ owner: r.leaseOwner!, leaseExpiresAt: r.leaseExpiresAt! }));
-  return { runId: run.id, status: run.status, targetKey: run.targetKey, trigger: run.trigger, reason: run.reason, startedAt: run.startedAt, finishedAt: run.finishedAt, targets: [...byTarget.values()], workers };
+  // Only rotations work through leased ranges; any other run (--run of a verify) shows as recorded.
+  const status = run.kind === 'rotate' ? deriveRunStatus(run.status, workers.length) : run.status;
+  return {
+    runId: run.id,
+    status,
+    storedStatus: run.status,
+    note: status === 'stopped' ? STOPPED_NOTE : null,
+    targetKey: run.targetKey,
+    trigger: run.trigger,
+    reason: run.reason,
+    startedAt: run.startedAt,
+    finishedAt: run.finishedAt,
+    targets: [...byTarget.values()],
+    workers,
+  };
 }

@@ -95,12 +95,25 @@ describe('stopping early', () => {
     const midway = await ws.run(['status', '--json']);
     expectExit(midway, 0);
     const status = JSON.parse(midway.stdout);
-    expect(status.status).toBe('running');
+    // Nobody works on the run now: status says so, though the runs row stays open for the next rotate.
+    expect(status).toMatchObject({
+      status: 'stopped',
+      storedStatus: 'running',
+      note: 'stopped: no worker holds a lease — run pg-rekey rotate to resume',
+    });
     expect(status.targets[0].target).toBe('public.people');
     expect(status.targets[0].examined).toBeGreaterThan(0);
     expect(status.targets[0].examined).toBeLessThan(ROWS);
     expect(status.targets[0].ranges.length).toBeGreaterThan(0);
     expect(status.workers).toEqual([]); // the stopped process handed its ranges back
+    const stoppedHuman = await ws.run(['status']);
+    expect(stoppedHuman.stdout).toMatch(/Run \d+: stopped \(recorded as running\) · to key new/);
+    expect(stoppedHuman.stdout).toContain('stopped: no worker holds a lease — run pg-rekey rotate to resume');
+    // --watch gives up on a run nobody works on once it has seen it stopped twice (2 s apart).
+    const watch = await ws.run(['status', '--watch', '--json'], { timeoutMs: 20_000 });
+    expect(watch.timedOut).toBe(false);
+    expectExit(watch, 0);
+    expect(watch.stdout.match(/"status": "stopped"/g)).toHaveLength(2);
     const second = await ws.run(['rotate', '--json']);
     expectExit(second, 0);
     expect(JSON.parse(second.stdout).status).toBe('succeeded');
@@ -118,6 +131,10 @@ describe('stopping early', () => {
     const cli = await startCli(ws, ['rotate', '--batch-size', '100', '--max-rate', '2000']);
     await waitForStderr(cli, /rotation run \d+/);
     await sleep(800);
+    // While it works, status shows the run running, with this process's lease.
+    const working = JSON.parse((await ws.run(['status', '--json'])).stdout);
+    expect(working).toMatchObject({ status: 'running', storedStatus: 'running', note: null });
+    expect(working.workers.length).toBeGreaterThan(0);
     cli.child.kill('SIGTERM');
     const result = await cli.done;
     expect(result.code, result.stderr).toBe(75);

@@ -20,9 +20,10 @@ export function statusCommand(wrap: Wrap): CommandModule {
     builder: (y: Argv) =>
       y
         .option('run', wholeNumberOption('run', { min: 1, describe: 'Run id (default: the latest rotation)' }))
-        .option('watch', { type: 'boolean', default: false, describe: 'Refresh every 2 s until the run is no longer running' }),
+        .option('watch', { type: 'boolean', default: false, describe: 'Refresh every 2 s until the run has finished or is stopped' }),
     handler: wrap<StatusArgs>(async (ctx, argv) =>
       withSession(ctx, { keys: false }, async (session) => {
+        let stoppedBefore = false;
         for (;;) {
           const status = await readRunStatus(session.pool, session.schema, argv.run);
           if (!status) {
@@ -31,18 +32,26 @@ export function statusCommand(wrap: Wrap): CommandModule {
           }
           if (argv.watch && !ctx.output.json && process.stdout.isTTY) process.stdout.write('\x1b[2J\x1b[H');
           ctx.output.result(status, () => formatStatus(status));
-          if (!argv.watch || status.status !== 'running') return ExitCode.OK;
-          await sleep(2000);
+          if (!argv.watch || (status.status !== 'running' && status.status !== 'stopped')) return ExitCode.OK;
+          // A worker between two ranges briefly holds no lease: only a run seen
+          // stopped twice in a row is left to the next "pg-rekey rotate".
+          if (status.status === 'stopped' && stoppedBefore) return ExitCode.OK;
+          stoppedBefore = status.status === 'stopped';
+          await sleep(WATCH_INTERVAL_MS);
         }
       }),
     ),
   };
 }
 
+const WATCH_INTERVAL_MS = 2000;
+
 function formatStatus(s: RunStatus): string {
+  const recorded = s.storedStatus === s.status ? '' : ` (recorded as ${s.storedStatus})`;
   const lines = [
-    `Run ${s.runId}: ${s.status} · to key ${s.targetKey ?? '?'} · ${s.trigger}${s.reason ? ` (${s.reason})` : ''} · started ${s.startedAt.toISOString()}${s.finishedAt ? ` · finished ${s.finishedAt.toISOString()}` : ''}`,
+    `Run ${s.runId}: ${s.status}${recorded} · to key ${s.targetKey ?? '?'} · ${s.trigger}${s.reason ? ` (${s.reason})` : ''} · started ${s.startedAt.toISOString()}${s.finishedAt ? ` · finished ${s.finishedAt.toISOString()}` : ''}`,
   ];
+  if (s.note) lines.push(s.note);
   for (const t of s.targets) {
     const pct = t.estimatedTotal > 0 ? ` (${Math.min(100, (100 * t.examined) / t.estimatedTotal).toFixed(1)}% of ~${t.estimatedTotal})` : '';
     const eta = t.etaSeconds === null ? '' : ` · ETA ${t.etaSeconds} s`;
