@@ -81,6 +81,26 @@ function abandonRunSql(schema: string, runId: number, reason: string | undefined
   );
 }
 
+/**
+ * Notes in the run's summary when, and from how many rows examined per target,
+ * a process resumes a run nobody was working on (no live lease): `status`
+ * measures the rate from there, so time the run spent stopped does not dilute
+ * it. A process joining a run others are working on changes nothing.
+ */
+function markResumedSql(schema: string, runId: number): Sql {
+  const s = quoteIdent(schema);
+  return sql(
+    `UPDATE ${s}.runs AS r
+        SET summary = r.summary || jsonb_build_object('resumed', jsonb_build_object(
+              'at', now(),
+              'examined', (SELECT coalesce(jsonb_object_agg(target, examined), '{}'::jsonb)
+                             FROM (SELECT target, sum(rows_examined) AS examined FROM ${s}.ranges WHERE run_id = $1 GROUP BY target) AS t)))
+      WHERE r.id = $1
+        AND NOT EXISTS (SELECT 1 FROM ${s}.ranges WHERE run_id = $1 AND status = 'running' AND lease_expires_at > now())`,
+    [runId],
+  );
+}
+
 function insertRotationRunSql(schema: string, run: NewRun): Sql {
   return sql(
     `INSERT INTO ${quoteIdent(schema)}.runs
@@ -168,6 +188,7 @@ export async function startOrJoinRun(
                 `or abandon it with --abandon-open-run (an emergency rollback)`,
             );
           } else {
+            await client.query(markResumedSql(schema, open.id));
             return { id: open.id, targetKeyId: open.targetKey, joined: true };
           }
         }

@@ -26,7 +26,7 @@ export interface TargetStatus {
   changed: number;
   skipped: number;
   failed: number;
-  /** Rows per second since the run started (examined). */
+  /** Rows examined per second since the run was last started or resumed (0 while it is stopped). */
   rate: number;
   /** Seconds left at that rate, or null when unknown or done. */
   etaSeconds: number | null;
@@ -58,7 +58,14 @@ export interface RunStatus {
 }
 
 /** The run row as selected (its id, before the targets and workers are gathered). */
-type RunRow = Omit<RunStatus, 'runId' | 'targets' | 'workers' | 'storedStatus' | 'note'> & { id: number; kind: string };
+type RunRow = Omit<RunStatus, 'runId' | 'targets' | 'workers' | 'storedStatus' | 'note'> & {
+  id: number;
+  kind: string;
+  /** Set by startOrJoinRun when a process resumed the run (planRun.ts markResumedSql). */
+  resumed: { at: string; examined: Record<string, number> } | null;
+  /** The server's clock, which started_at and the resumption are read by. */
+  readAt: Date;
+};
 
 /** What `status` tells the user about a run no process is working on. */
 const STOPPED_NOTE = 'stopped: no worker holds a lease — run pg-rekey rotate to resume';
@@ -85,7 +92,8 @@ export async function readRunStatus(db: Queryable, schema: string, runId?: numbe
   const run = (
     await db.query<RunRow>(
       sql(
-        `SELECT id::int, kind, status, target_key AS "targetKey", trigger, reason, started_at AS "startedAt", finished_at AS "finishedAt"
+        `SELECT id::int, kind, status, target_key AS "targetKey", trigger, reason, started_at AS "startedAt", finished_at AS "finishedAt",
+                summary->'resumed' AS resumed, now() AS "readAt"
            FROM ${s}.runs WHERE ${runId === undefined ? `kind = 'rotate'` : 'id = $1'} ORDER BY id DESC LIMIT 1`,
         runId === undefined ? [] : [runId],
       ),
@@ -110,7 +118,12 @@ export async function readRunStatus(db: Queryable, schema: string, runId?: numbe
       ),
     )
   ).rows;
-  const elapsed = Math.max(0.001, ((run.finishedAt ?? new Date()).getTime() - run.startedAt.getTime()) / 1000);
+  // The rate covers the latest stretch of work: from the run's start, or from
+  // its latest resumption with the rows examined before it taken off. Measured
+  // from the first start, the hours a run sat stopped between deploys would
+  // count as work and make the ETA grow meaningless.
+  const since = run.resumed ? new Date(run.resumed.at) : run.startedAt;
+  const elapsed = Math.max(0.001, ((run.finishedAt ?? run.readAt).getTime() - since.getTime()) / 1000);
   const byTarget = new Map<string, TargetStatus>();
   for (const r of ranges) {
     const t =
@@ -135,8 +148,14 @@ export async function readRunStatus(db: Queryable, schema: string, runId?: numbe
       leaseExpiresAt: r.status === 'running' ? r.leaseExpiresAt : null,
     });
   }
+  const workers = ranges
+    .filter((r) => r.leaseLive && r.leaseOwner && r.leaseExpiresAt)
+    .map((r) => ({ owner: r.leaseOwner!, leaseExpiresAt: r.leaseExpiresAt! }));
+  // Only rotations work through leased ranges; any other run (--run of a verify) shows as recorded.
+  const status = run.kind === 'rotate' ? deriveRunStatus(run.status, workers.length) : run.status;
   for (const t of byTarget.values()) {
-    t.rate = t.examined / elapsed;
+    // Nobody works on a stopped run: no rate, so no ETA.
+    t.rate = status === 'stopped' ? 0 : (t.examined - (run.resumed?.examined[t.target] ?? 0)) / elapsed;
     const open = t.ranges.some((r) => r.status !== 'done');
     t.etaSeconds = open && t.rate > 0 ? Math.max(0, Math.round((t.estimatedTotal - t.examined) / t.rate)) : null;
   }
@@ -144,11 +163,6 @@ export async function readRunStatus(db: Queryable, schema: string, runId?: numbe
     const t = byTarget.get(f.target);
     if (t) ((t.failures[f.column] ??= {})[f.reason] = f.n);
   }
-  const workers = ranges
-    .filter((r) => r.leaseLive && r.leaseOwner && r.leaseExpiresAt)
-    .map((r) => ({ owner: r.leaseOwner!, leaseExpiresAt: r.leaseExpiresAt! }));
-  // Only rotations work through leased ranges; any other run (--run of a verify) shows as recorded.
-  const status = run.kind === 'rotate' ? deriveRunStatus(run.status, workers.length) : run.status;
   return {
     runId: run.id,
     status,
