@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -35,6 +36,24 @@ export const TARGET_MIGRATIONS_TABLE = 'target_migrations';
 // application's migrations, which would make us wait on, or block, theirs).
 // A session lock is fine here: a migration is short and runs on one connection.
 const MIGRATION_LOCK_ID = 0x7067726b; // "pgrk"
+const LOCK_POLL_MS = 250;
+
+/**
+ * Takes the migration lock, polling with pg_try_advisory_lock rather than
+ * waiting inside pg_advisory_lock: a session blocked in that SELECT holds a
+ * snapshot, and CREATE INDEX CONCURRENTLY in the lock holder's target migration
+ * waits for every older snapshot — a deadlock (40P01) that failed all but one
+ * of several hosts running `migrate up` together. Between polls this session
+ * holds no snapshot. The lock is the session's: it goes with the connection.
+ */
+async function acquireMigrationLock(client: pg.Client, logger: Logger | undefined): Promise<void> {
+  for (let waited = false; ; waited = true) {
+    const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [MIGRATION_LOCK_ID]);
+    if (rows[0]!.locked) return;
+    if (!waited) logger?.info('another pg-rekey migrate holds the migration lock; waiting for it');
+    await sleep(LOCK_POLL_MS);
+  }
+}
 
 /** What to migrate and how. */
 export interface MigrateOptions {
@@ -68,8 +87,9 @@ export async function ownMigrationNames(): Promise<string[]> {
 
 /**
  * Applies (or undoes) pg-rekey's migrations, then the target migrations.
- * Several processes may run it at once: all wait on one advisory lock, the first
- * applies, the others find nothing left to do. `down` undoes target migrations first.
+ * Several processes may run it at once: all wait for one advisory lock, the
+ * first applies, the others find nothing left to do. `down` undoes target
+ * migrations first.
  */
 export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
   assertDownCount(options);
@@ -79,6 +99,8 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
     // A dry run still makes node-pg-migrate create its schema and table to read
     // what has run; doing it in a transaction we roll back keeps "nothing written".
     if (options.dryRun) await client.query('BEGIN');
+    // A dry run writes nothing and needs no lock (inside its transaction a session lock is pointless).
+    else await acquireMigrationLock(client, options.logger);
     const run = (which: 'own' | 'target') => runOne(client, options, which, sql);
     const result: MigrateResult = { own: [], target: [], sql };
     const hasTargets = options.targetMigrationsDir !== undefined && (await directoryHasFiles(options.targetMigrationsDir));
@@ -119,10 +141,8 @@ async function runOne(
     count: options.direction === 'down' ? (options.count ?? 1) : Infinity,
     checkOrder: true,
     dryRun: options.dryRun ?? false,
-    // Inside the dry run's transaction a session lock is pointless (and nothing is applied).
-    noLock: options.dryRun ?? false,
-    lockValue: MIGRATION_LOCK_ID,
-    advisoryLockMode: 'wait',
+    // migrate() holds our lock for both runs (see acquireMigrationLock).
+    noLock: true,
     verbose: true,
     logger: {
       debug: (msg: string) => {
