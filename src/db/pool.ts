@@ -43,6 +43,16 @@ class ClosingClient extends pg.Client {
 
 type ConnectCallback = Parameters<pg.Client['connect']>[0] & {};
 
+/**
+ * A connection that fails while checked out (the server terminated the
+ * session, a failover, a pooler restart) emits 'error' on its client, and an
+ * 'error' event nobody listens to crashes the process — a rotate then died
+ * with a stack trace and exit 1 instead of resuming. The statement in flight
+ * rejects on its own (and is retried or reported), and the pool drops the
+ * client on release as it is no longer queryable: the event needs no handling.
+ */
+function ignoreCheckedOutClientError(): void {}
+
 /** Options of `createPool`. */
 export interface CreatePoolOptions {
   /** Shown in pg_stat_activity so a DBA can tell our sessions apart. Default 'pg-rekey'. */
@@ -87,6 +97,7 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
     // Only code and message: the URL (with its password) is never logged.
     options.logger?.warn({ err: { message: err.message, code: err.code } }, 'idle database connection failed');
   });
+  pool.on('connect', (client) => client.on('error', ignoreCheckedOutClientError));
   return pool;
 }
 
@@ -104,6 +115,7 @@ export async function connectClient(databaseUrl: string, applicationName: string
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     keepAlive: true,
   });
+  client.on('error', ignoreCheckedOutClientError);
   try {
     await client.connect();
   } catch (err) {
