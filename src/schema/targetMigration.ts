@@ -45,12 +45,19 @@ export function boundedName(base: string, suffix: string): string {
   return `${cut}_${hash}_${suffix}`;
 }
 
+function pairHash(table: string, column: string): string {
+  return createHash('sha256').update(JSON.stringify([table, column])).digest('hex').slice(0, 6);
+}
+
 /** The names a target migration gives the objects it creates for `column` of `table`. */
 export function keyVersionObjectNames(table: string, column: string) {
   return {
     versionColumn: keyVersionColumn(column),
     foreignKey: boundedName(`${table}_${column}`, 'kv_fkey'),
-    index: boundedName(`${table}_${column}`, 'kv_idx'),
+    // Index names share the schema's namespace, and "_" joins names that may
+    // contain it ("account_holder" + "email", "account" + "holder_email"): a
+    // short hash of the exact pair keeps two targets' indexes apart.
+    index: boundedName(`${table}_${column}_${pairHash(table, column)}`, 'kv_idx'),
     // BEFORE triggers fire in name order; "zz_" makes ours fire last, so it sees
     // the final NEW after any application trigger that rewrites the column.
     trigger: boundedName(`zz_pgrekey_${column}`, 'kv_reset'),

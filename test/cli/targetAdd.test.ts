@@ -117,8 +117,8 @@ describe('target add: the migration on a 100,000-row table', () => {
         WHERE i.indrelid = 'public.people'::regclass AND NOT i.indisprimary ORDER BY ic.relname`,
     );
     expect(idx.rows).toEqual([
-      { relname: 'people_email_kv_idx', indisvalid: true },
-      { relname: 'people_mobno_kv_idx', indisvalid: true },
+      { relname: 'people_email_07f377_kv_idx', indisvalid: true },
+      { relname: 'people_mobno_e75852_kv_idx', indisvalid: true },
     ]);
     const count = await pool.query('SELECT count(*)::int AS n FROM public.people WHERE email_key_version IS NULL');
     expect(count.rows[0].n).toBe(100_000);

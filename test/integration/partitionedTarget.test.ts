@@ -64,10 +64,10 @@ describe('a partitioned target', () => {
     const added = await ws.run(['target', 'add', '--table', 'public.people', '--columns', 'email,mobno', '--format', 'django-fernet-v1', '--json']);
     expectExit(added, 0);
     const up: string[] = JSON.parse(added.stdout).migration.up;
-    expect(up).toContain('CREATE INDEX IF NOT EXISTS "people_email_kv_idx" ON ONLY "public"."people" ("email_key_version")');
-    expect(up).toContain('CREATE INDEX IF NOT EXISTS "people_high_email_kv_idx" ON ONLY "public"."people_high" ("email_key_version")');
-    expect(up).toContain('CREATE INDEX CONCURRENTLY IF NOT EXISTS "people_high_1_email_kv_idx" ON "public"."people_high_1" ("email_key_version")');
-    expect(up).toContain('ALTER INDEX "public"."people_high_email_kv_idx" ATTACH PARTITION "public"."people_high_1_email_kv_idx"');
+    expect(up).toContain('CREATE INDEX IF NOT EXISTS "people_email_07f377_kv_idx" ON ONLY "public"."people" ("email_key_version")');
+    expect(up).toContain('CREATE INDEX IF NOT EXISTS "people_high_email_34fa3a_kv_idx" ON ONLY "public"."people_high" ("email_key_version")');
+    expect(up).toContain('CREATE INDEX CONCURRENTLY IF NOT EXISTS "people_high_1_email_ae800c_kv_idx" ON "public"."people_high_1" ("email_key_version")');
+    expect(up).toContain('ALTER INDEX "public"."people_high_email_34fa3a_kv_idx" ATTACH PARTITION "public"."people_high_1_email_ae800c_kv_idx"');
 
     expectExit(await ws.run(['migrate', 'up']), 0);
     const indexes = await keyVersionIndexes('people');
@@ -135,7 +135,7 @@ describe('a partitioned target', () => {
 
     const failed = await ws.run(['migrate', 'up']);
     expect(failed.code).not.toBe(0);
-    expect(failed.stderr).toMatch(/index "public"\."events_email_kv_idx" is incomplete: a partition of "public"\."events" was created after this migration was written/);
+    expect(failed.stderr).toMatch(/index "public"\."events_email_be9cca_kv_idx" is incomplete: a partition of "public"\."events" was created after this migration was written/);
     expect(failed.stderr).toMatch(/delete this migration file, run "pg-rekey target add" again/);
     expect((await keyVersionIndexes('events')).find((i) => i.tbl === 'events')?.valid).toBe(false);
 
@@ -149,9 +149,9 @@ describe('a partitioned target', () => {
     expectExit(await ws.run(['migrate', 'up']), 0);
     const events = await keyVersionIndexes('events');
     expect(events.map((i) => [i.tbl, i.idx])).toEqual([
-      ['archive.events_1', 'archive.events_1_email_kv_idx'],
-      ['events', 'events_email_kv_idx'],
-      ['events_2', 'events_2_email_kv_idx'],
+      ['archive.events_1', 'archive.events_1_email_9100f4_kv_idx'],
+      ['events', 'events_email_be9cca_kv_idx'],
+      ['events_2', 'events_2_email_a547e8_kv_idx'],
     ]);
     expect(events.every((i) => i.valid)).toBe(true);
 
