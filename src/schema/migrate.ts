@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { connectClient } from '../db/pool.js';
-import { UsageError } from '../errors.js';
+import { quoteIdent } from '../db/quote.js';
+import { RunConflictError, UsageError } from '../errors.js';
 
 /**
  * The package root: the nearest directory above this module holding package.json.
@@ -76,6 +77,28 @@ export interface MigrateResult {
   sql: string[];
 }
 
+/**
+ * Undoing a migration while a rotation run is open would pull the key-version
+ * columns (or the run's own tables) from under it: its workers would fail
+ * mid-batch and the run could not be resumed. Refused (RunConflictError, exit 4).
+ */
+async function refuseWhileRotationOpen(client: pg.Client, schema: string): Promise<void> {
+  const installed = await client.query<{ exists: boolean }>({
+    text: `SELECT to_regclass(format('%I.runs', $1::text)) IS NOT NULL AS exists`,
+    values: [schema],
+  });
+  if (!installed.rows[0]!.exists) return;
+  const open = await client.query<{ id: string }>(
+    `SELECT id::text FROM ${quoteIdent(schema)}.runs WHERE kind = 'rotate' AND status IN ('running', 'stopped') LIMIT 1`,
+  );
+  if (open.rows[0]) {
+    throw new RunConflictError(
+      `rotation run ${open.rows[0].id} is unfinished — finish it ("pg-rekey rotate") before undoing migrations: ` +
+        'they would remove the columns and tables it writes; nothing was undone',
+    );
+  }
+}
+
 /** Names (without extension) of pg-rekey's own migrations, in order. */
 export async function ownMigrationNames(): Promise<string[]> {
   const files = await readdir(OWN_MIGRATIONS_DIR);
@@ -101,6 +124,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
     if (options.dryRun) await client.query('BEGIN');
     // A dry run writes nothing and needs no lock (inside its transaction a session lock is pointless).
     else await acquireMigrationLock(client, options.logger);
+    if (options.direction === 'down') await refuseWhileRotationOpen(client, options.schema);
     const run = (which: 'own' | 'target') => runOne(client, options, which, sql);
     const result: MigrateResult = { own: [], target: [], sql };
     const hasTargets = options.targetMigrationsDir !== undefined && (await directoryHasFiles(options.targetMigrationsDir));
