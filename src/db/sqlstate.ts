@@ -112,8 +112,8 @@ export function isRetryable(err: unknown): boolean {
 /**
  * True when the connection is gone or unusable: SQLSTATE class 08, a server
  * shutdown (57P01–57P03), a socket error (including a failed connect to a
- * Unix socket), or pg's own "Connection terminated" errors (which carry no
- * code). The caller should reconnect, not just retry. Set-up failures that
+ * Unix socket), or pg's own "Connection terminated" and "not queryable"
+ * errors (which carry no code). The caller should reconnect, not just retry. Set-up failures that
  * reconnecting cannot fix (no password, SSL) are connectSetupFailureOf's.
  */
 export function isConnectionError(err: unknown): boolean {
@@ -132,6 +132,9 @@ export function isConnectionError(err: unknown): boolean {
     if (typeof nodeCode === 'string' && NETWORK_CODES.has(nodeCode)) return true;
     if (typeof nodeCode === 'string' && typeof syscall === 'string' && CONNECT_SYSCALLS.has(syscall)) return true;
     if (/^Connection terminated/.test(current.message)) return true;
+    // pg's refusal to use a client whose connection already failed (the server
+    // ended the session between two statements of a checked-out client).
+    if (/^Client has encountered a connection error and is not queryable/.test(current.message)) return true;
     current = (current as { cause?: unknown }).cause;
   }
   return false;

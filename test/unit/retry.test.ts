@@ -45,6 +45,15 @@ describe('withRetry', () => {
     expect(fn).toHaveBeenCalledTimes(2);
   });
 
+  it.each(['Connection terminated unexpectedly', 'Client has encountered a connection error and is not queryable'])(
+    "retries pg's own connection errors (no code): %s",
+    async (message) => {
+      const fn = failing(new Error(message));
+      await expect(withRetry(fn, policy())).resolves.toBe('done');
+      expect(fn).toHaveBeenCalledTimes(2);
+    },
+  );
+
   it('gives up after the policy attempts and rethrows the last error', async () => {
     const fn = failing(...Array.from({ length: 10 }, () => pgError('55P03')));
     await expect(withRetry(fn, policy())).rejects.toMatchObject({ code: '55P03' });
