@@ -39,19 +39,28 @@ type HistoryRow = Omit<HistoryEntry, 'actor'> & { dbUser: string; osUser: string
 
 // Newest first so LIMIT keeps the latest runs; the caller reverses to read
 // chronologically, like the procedure's table. Counters as float8 because
-// bigint arrives as a string from pg and these fit a double exactly.
+// bigint arrives as a string from pg and these fit a double exactly. A run
+// writes its counters when it ends; an open one's are summed from its ranges.
 function selectHistorySql(schema: string, query: HistoryQuery): Sql {
+  const s = quoteIdent(schema);
   return sql(
-    `SELECT id::float8 AS id, chain_seq::float8 AS "chainSeq", kind, trigger, reason,
-            source_keys AS "sourceKeys", target_key AS "targetKey", targets, options,
-            started_at AS "startedAt", finished_at AS "finishedAt",
-            extract(epoch FROM coalesce(finished_at, now()) - started_at)::float8 * 1000 AS "durationMs",
-            status, rows_examined::float8 AS "rowsExamined", rows_changed::float8 AS "rowsChanged",
-            rows_skipped::float8 AS "rowsSkipped", rows_failed::float8 AS "rowsFailed",
-            actor_db_user AS "dbUser", actor_os_user AS "osUser", actor_host AS host
-       FROM ${quoteIdent(schema)}.runs
-      WHERE $1::timestamptz IS NULL OR started_at >= $1::timestamptz
-      ORDER BY started_at DESC, id DESC
+    `SELECT r.id::float8 AS id, r.chain_seq::float8 AS "chainSeq", r.kind, r.trigger, r.reason,
+            r.source_keys AS "sourceKeys", r.target_key AS "targetKey", r.targets, r.options,
+            r.started_at AS "startedAt", r.finished_at AS "finishedAt",
+            extract(epoch FROM coalesce(r.finished_at, now()) - r.started_at)::float8 * 1000 AS "durationMs",
+            r.status, coalesce(live.examined, r.rows_examined)::float8 AS "rowsExamined",
+            coalesce(live.changed, r.rows_changed)::float8 AS "rowsChanged",
+            coalesce(live.skipped, r.rows_skipped)::float8 AS "rowsSkipped",
+            coalesce(live.failed, r.rows_failed)::float8 AS "rowsFailed",
+            r.actor_db_user AS "dbUser", r.actor_os_user AS "osUser", r.actor_host AS host
+       FROM ${s}.runs AS r
+       LEFT JOIN LATERAL (
+         SELECT sum(g.rows_examined) AS examined, sum(g.rows_changed) AS changed,
+                sum(g.rows_skipped) AS skipped, sum(g.rows_failed) AS failed
+           FROM ${s}.ranges AS g WHERE g.run_id = r.id
+       ) AS live ON r.finished_at IS NULL
+      WHERE $1::timestamptz IS NULL OR r.started_at >= $1::timestamptz
+      ORDER BY r.started_at DESC, r.id DESC
       LIMIT $2`,
     [query.since ?? null, query.limit ?? null],
   );
