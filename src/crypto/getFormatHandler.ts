@@ -3,6 +3,7 @@ import { aesGcmHandler } from './aesGcmFormat.js';
 import { djangoFernetV1Handler, djangoFernetV2Handler, fernetHandler } from './fernetFormats.js';
 import type { FormatHandler } from './formatHandler.js';
 import type { Format } from './formats.js';
+import { ConfigError } from '../errors.js';
 
 const HANDLERS: Record<Format, FormatHandler> = {
   fernet: fernetHandler,
@@ -11,7 +12,9 @@ const HANDLERS: Record<Format, FormatHandler> = {
   'aes-256-gcm': aesGcmHandler,
 };
 
-/** The handler of `format` (formats are validated by the type; config validates strings). */
+/** The handler of `format`; ConfigError for an unknown one (JavaScript callers have no type to stop them). */
 export function getFormatHandler(format: Format): FormatHandler {
-  return HANDLERS[format];
+  const handler = Object.hasOwn(HANDLERS, format) ? HANDLERS[format] : undefined;
+  if (!handler) throw new ConfigError(`unknown format ${JSON.stringify(format)}: use one of ${Object.keys(HANDLERS).join(', ')}`);
+  return handler;
 }

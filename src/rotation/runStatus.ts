@@ -68,7 +68,8 @@ type RunRow = Omit<RunStatus, 'runId' | 'targets' | 'workers' | 'storedStatus' |
 };
 
 /** What `status` tells the user about a run no process is working on. */
-const STOPPED_NOTE = 'stopped: no worker holds a lease — run pg-rekey rotate to resume';
+const stoppedNote = (targetKey: string | null) =>
+  `stopped: no worker holds a lease — run "pg-rekey rotate${targetKey ? ` --to ${targetKey}` : ''}" to resume`;
 
 /**
  * An open run's status as `status` shows it. Nothing writes `stopped` to the
@@ -167,7 +168,7 @@ export async function readRunStatus(db: Queryable, schema: string, runId?: numbe
     runId: run.id,
     status,
     storedStatus: run.status,
-    note: status === 'stopped' ? STOPPED_NOTE : null,
+    note: status === 'stopped' ? stoppedNote(run.targetKey) : null,
     targetKey: run.targetKey,
     trigger: run.trigger,
     reason: run.reason,

@@ -88,7 +88,7 @@ describe('stopping early', () => {
     const { db, ws } = await freshRotation('maxdur', ROWS);
     const first = await ws.run(['rotate', '--batch-size', '100', '--max-rate', '2000', '--max-duration', '1s']);
     expectExit(first, 75);
-    expect(first.stdout).toMatch(/run "pg-rekey rotate" again/);
+    expect(first.stdout).toMatch(/run "pg-rekey rotate --to new" again/);
     const done = await db.pool.query(`SELECT count(*)::int AS n FROM people WHERE email_key_version IS NOT NULL`);
     expect(done.rows[0].n).toBeGreaterThan(0);
     expect(done.rows[0].n).toBeLessThan(ROWS);
@@ -99,7 +99,7 @@ describe('stopping early', () => {
     expect(status).toMatchObject({
       status: 'stopped',
       storedStatus: 'running',
-      note: 'stopped: no worker holds a lease — run pg-rekey rotate to resume',
+      note: 'stopped: no worker holds a lease — run "pg-rekey rotate --to new" to resume',
     });
     expect(status.targets[0].target).toBe('public.people');
     expect(status.targets[0].examined).toBeGreaterThan(0);
@@ -108,7 +108,7 @@ describe('stopping early', () => {
     expect(status.workers).toEqual([]); // the stopped process handed its ranges back
     const stoppedHuman = await ws.run(['status']);
     expect(stoppedHuman.stdout).toMatch(/Run \d+: stopped \(recorded as running\) · to key new/);
-    expect(stoppedHuman.stdout).toContain('stopped: no worker holds a lease — run pg-rekey rotate to resume');
+    expect(stoppedHuman.stdout).toContain('stopped: no worker holds a lease — run "pg-rekey rotate --to new" to resume');
     // --watch gives up on a run nobody works on once it has seen it stopped twice (2 s apart).
     const watch = await ws.run(['status', '--watch', '--json'], { timeoutMs: 20_000 });
     expect(watch.timedOut).toBe(false);

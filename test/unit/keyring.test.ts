@@ -195,3 +195,9 @@ describe('fernet keys sharing their signing half', () => {
     expect(() => keyringFromResolved('fernet', [{ id: 'a', secret: keyA }, { id: 'a2', secret: keyA }])).not.toThrow();
   });
 });
+
+describe('an unknown format', () => {
+  it('is a ConfigError naming the formats, not a TypeError (JavaScript callers have no type to stop them)', async () => {
+    await expect(createCodec({ format: 'nope' as never, keys: [{ id: 'k', secret: 'env:K' }], env: { K: 'x' } })).rejects.toThrow(ConfigError);
+  });
+});

@@ -6,7 +6,7 @@ import { createCodecFromKeyring } from '../../crypto/createCodec.js';
 import type { Codec } from '../../crypto/codec.js';
 import { quoteIdent } from '../../db/quote.js';
 import { UsageError } from '../../errors.js';
-import { requireActiveKey } from '../../schema/registry.js';
+import { requireActiveKey, type RegisteredKey } from '../../schema/registry.js';
 import type { ResolvedTarget } from '../../schema/resolveTarget.js';
 import { selectAnyWorkSql } from '../../rotation/batchSql.js';
 import { dryRunTarget, type DryRunTargetReport } from '../../rotation/dryRun.js';
@@ -275,7 +275,11 @@ async function rotateWith(
     }
   }
   stop.signal.throwIfAborted();
-  const due = primary?.promotedAt ? Date.now() - primary.promotedAt.getTime() > session.config.rotationIntervalDays * 86_400_000 : false;
+  // Scheduled when the key being replaced had served its interval: the primary
+  // when rotating before promoting, else the primary before it (the runbook
+  // promotes the new key first, then rotates).
+  const replaced = primary && primary.keyId !== targetKeyId ? primary : previousPrimary(registry, targetKeyId);
+  const due = replaced?.promotedAt ? Date.now() - replaced.promotedAt.getTime() > session.config.rotationIntervalDays * 86_400_000 : false;
   const run = await startOrJoinRun(
     pool,
     schema,
@@ -331,6 +335,13 @@ async function rotateWith(
   }
 }
 
+/** The key promoted most recently before `targetKeyId` became the primary, if any. */
+function previousPrimary(registry: readonly RegisteredKey[], targetKeyId: string): RegisteredKey | undefined {
+  return registry
+    .filter((k) => k.keyId !== targetKeyId && k.promotedAt !== null)
+    .sort((a, b) => b.promotedAt!.getTime() - a.promotedAt!.getTime())[0];
+}
+
 function formatOutcome(targetKeyId: string, o: RotationOutcome): string {
   const rows: unknown[][] = [];
   for (const [target, columns] of Object.entries(o.bySource)) {
@@ -342,10 +353,11 @@ function formatOutcome(targetKeyId: string, o: RotationOutcome): string {
   const verdict = {
     succeeded:
       o.conflicted > 0
-        ? `Rotation complete but for ${o.conflicted} row(s) the application kept rewriting meanwhile; run "pg-rekey rotate" again to rotate them.`
+        ? `Rotation complete but for ${o.conflicted} row(s) the application kept rewriting meanwhile; run "pg-rekey rotate --to ${targetKeyId}" again to rotate them.`
         : 'Rotation complete.',
     failed: `Rotation finished with ${o.failed} value(s) that could not be decrypted — see "pg-rekey status --run ${o.runId}".`,
-    stopped: 'Stopped early at a batch boundary; run "pg-rekey rotate" again to continue.',
+    // With --to: the run may go to a key that is not (or no longer) the primary.
+    stopped: `Stopped early at a batch boundary; run "pg-rekey rotate --to ${targetKeyId}" again to continue.`,
     aborted: 'Aborted at the first undecryptable value (--on-error abort).',
   }[o.status];
   return [

@@ -153,7 +153,7 @@ function formatOutcome(o: VerifyOutcome): string {
       ? o.without.length > 0
         ? `Every value is readable without key ${o.without.join(', ')}.`
         : 'Every value is readable.'
-      : `${o.problems} problem value(s) — see "docs" troubleshooting for each reason.`,
+      : `${o.problems} problem value(s) — see docs/troubleshooting.md for what each reason means and what to do.`,
   );
   return lines.join('\n');
 }
