@@ -125,11 +125,12 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
     }
     const lastKeysetRow = aborted ? batchLength(batch) - 1 : batchLength(keyset) - 1;
     const checkpoint = lastKeysetRow >= 0 ? rowKeyAt(aborted ? batch : keyset, lastKeysetRow) : null;
-    const fenced = { ...range, batchesCommitted: state.batchesCommitted };
+    // The lease and the batch count this batch's checkpoint write is fenced by.
+    const asCommitted = { ...range, batchesCommitted: state.batchesCommitted };
     let committed;
     try {
       committed = await withRetry(
-        () => commitBatch(env, target, fenced, batch, result, { checkpoint, keysetDone: keysetDone && !aborted, attempts }),
+        () => commitBatch(env, target, asCommitted, batch, result, { checkpoint, keysetDone: keysetDone && !aborted, attempts }),
         env.retry,
       );
     } catch (err) {
