@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createCodec } from '../../src/crypto/createCodec.js';
 import { useTestDatabase } from '../helpers/database.js';
-import { expectExit, OLD_SECRET, prepareRotation, type RotationWorkspace } from '../helpers/rotationFixture.js';
+import { bothKeysCodec, expectExit, OLD_SECRET, prepareRotation, type RotationWorkspace } from '../helpers/rotationFixture.js';
 
 const db = useTestDatabase('stale_hints');
 let ws: RotationWorkspace;
@@ -43,4 +43,16 @@ it('a whole-row save with a stale hint, and an insert with a copied one, leave t
   // The next rotation examines both and rewrites them under the new key.
   expectExit(await ws.run(['rotate']), 0);
   expectExit(await ws.run(['verify', '--without', 'old']), 0);
+});
+
+it('a value the application wrote under the new key gets its hint back, and is reported as such, not rewritten', async () => {
+  const pool = db.current.pool;
+  const codec = await bothKeysCodec(); // the application's: primary "new", decrypt-only "old"
+  const written = codec.encrypt('app@example.com');
+  await pool.query(`UPDATE people SET email = $1 WHERE id = 9`, [written]);
+  const rotated = await ws.run(['rotate']);
+  expectExit(rotated, 0);
+  expect(rotated.stdout).toMatch(/public\.people\.email\s+new \(already; key version set\)\s+1/);
+  const row = (await pool.query(`SELECT email, email_key_version IS NOT NULL AS hinted FROM people WHERE id = 9`)).rows[0];
+  expect(row).toEqual({ email: written, hinted: true });
 });

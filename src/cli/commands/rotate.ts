@@ -335,6 +335,15 @@ async function rotateWith(
   }
 }
 
+/**
+ * A value already under the target key whose key version was unknown (an
+ * application wrote it) is counted from the target key itself: its ciphertext
+ * stays as it is and only its key version is recorded. Said so in the tables.
+ */
+function fromKeyLabel(source: string, targetKeyId: string): string {
+  return source === targetKeyId ? `${source} (already; key version set)` : source;
+}
+
 /** The key promoted most recently before `targetKeyId` became the primary, if any. */
 function previousPrimary(registry: readonly RegisteredKey[], targetKeyId: string): RegisteredKey | undefined {
   return registry
@@ -346,7 +355,7 @@ function formatOutcome(targetKeyId: string, o: RotationOutcome): string {
   const rows: unknown[][] = [];
   for (const [target, columns] of Object.entries(o.bySource)) {
     for (const [column, sources] of Object.entries(columns)) {
-      for (const [source, n] of Object.entries(sources)) rows.push([`${target}.${column}`, source, n]);
+      for (const [source, n] of Object.entries(sources)) rows.push([`${target}.${column}`, fromKeyLabel(source, targetKeyId), n]);
     }
   }
   const seconds = o.durationMs / 1000;
@@ -374,7 +383,7 @@ function formatDryRun(targetKeyId: string, reports: DryRunTargetReport[]): strin
   for (const r of reports) {
     const rows: unknown[][] = [];
     for (const [column, sources] of Object.entries(r.wouldChange)) {
-      for (const [source, n] of Object.entries(sources)) rows.push([column, source, n]);
+      for (const [source, n] of Object.entries(sources)) rows.push([column, fromKeyLabel(source, targetKeyId), n]);
     }
     lines.push(`\n${r.target}: ${r.examined} rows examined, ${r.skipped} NULL/empty values skipped, ${r.alreadyDone} already under ${targetKeyId}`);
     lines.push(rows.length > 0 ? formatTable(['COLUMN', 'FROM KEY', 'WOULD CHANGE'], rows) : '(nothing would change)');
