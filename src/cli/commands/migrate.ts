@@ -44,7 +44,7 @@ async function runMigrate(
   }
 }
 
-function describeResult(result: MigrateResult, direction: 'up' | 'down', dryRun: boolean): string {
+function describeResult(result: MigrateResult, direction: 'up' | 'down', dryRun: boolean, requested = 1): string {
   if (dryRun) {
     const sql = result.sql.length > 0 ? result.sql.join('\n\n') : '-- nothing to do';
     return `-- pg-rekey migrate ${direction} --dry-run: nothing was written\n${sql}`;
@@ -52,7 +52,12 @@ function describeResult(result: MigrateResult, direction: 'up' | 'down', dryRun:
   const done = [...result.own, ...result.target];
   if (done.length === 0) return direction === 'up' ? 'Nothing to do: the schema is current.' : 'Nothing to undo.';
   const verb = direction === 'up' ? 'Applied' : 'Undid';
-  return `${verb} ${done.length} migration(s):\n${done.map((n) => `  ${n}`).join('\n')}`;
+  const lines = [`${verb} ${done.length} migration(s):`, ...done.map((n) => `  ${n}`)];
+  // down works one stage at a time: say so when it stopped short of the count.
+  if (direction === 'down' && result.target.length > 0 && result.target.length < requested) {
+    lines.push('Every target migration is undone; pg-rekey\'s own schema is next: run "pg-rekey migrate down" again to undo it.');
+  }
+  return lines.join('\n');
 }
 
 function stateRows(kind: string, states: readonly MigrationState[]): string[][] {
@@ -101,7 +106,7 @@ export function migrateCommand(wrap: Wrap): CommandModule {
             const count = argv.all ? Number.POSITIVE_INFINITY : argv.count;
             const result = await runMigrate(ctx, 'down', { dryRun: argv.dryRun, count });
             ctx.output.result({ direction: 'down', dryRun: argv.dryRun, ...result }, () =>
-              describeResult(result, 'down', argv.dryRun),
+              describeResult(result, 'down', argv.dryRun, count),
             );
             return ExitCode.OK;
           }),
