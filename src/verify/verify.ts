@@ -94,18 +94,20 @@ export async function runVerify(input: VerifyInput): Promise<VerifyOutcome> {
   // The retire gate compares this with when rotations and promotions finished,
   // so it is the server's clock, read before the first row (not reconstructed later).
   const startedAt = (await reader.query<{ now: string }>('SELECT clock_timestamp()::text AS now')).rows[0]!.now;
+  // The target being read when a failure ends the scan: its repairs so far are committed.
+  let current: TargetVerifier | undefined;
   try {
     for (const target of input.targets) {
       const codec = input.codecs.get(target.name);
       if (!codec) throw new Error(`no codec for ${target.name}`);
-      const verifier = new TargetVerifier(target, {
+      const verifier = (current = new TargetVerifier(target, {
         codec,
         without: input.without,
         versionOf,
         keyOf,
         findings,
         fixPool: input.fixVersions ? input.pool : null,
-      });
+      }));
       let read = 0;
       const onRows = async (rows: Parameters<TargetVerifier['onRows']>[0]) => {
         await verifier.onRows(rows);
@@ -118,15 +120,20 @@ export async function runVerify(input: VerifyInput): Promise<VerifyOutcome> {
       examined += read;
       problems += verifier.problems;
       columns.push(...verifier.reports);
+      current = undefined;
     }
   } catch (err) {
     reader.release();
+    // Key-version repairs committed before the failure are a change the retire
+    // gate must see (it counts a verify --fix-versions with rows changed).
+    const reports = [...columns, ...(current?.reports ?? [])];
     await recordRun(input, {
       status: 'failed',
       startedAt,
       options: runOptions,
       targets: targetNames,
       examined,
+      fixed: reports.reduce((n, c) => n + c.versions.fixed, 0),
       summary: { error: (err as { code?: string }).code ?? 'INTERNAL', columns: columnsSummary(columns) },
       findings: [],
     }).catch(() => undefined);
