@@ -123,8 +123,10 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
       result = await env.transform(target, batch);
       aborted = true;
     }
-    const lastKeysetRow = aborted ? batchLength(batch) - 1 : batchLength(keyset) - 1;
-    const checkpoint = lastKeysetRow >= 0 ? rowKeyAt(aborted ? batch : keyset, lastKeysetRow) : null;
+    // The batch is the re-read rows (behind the checkpoint) and then the keyset
+    // rows: the new checkpoint is its last row if that is a keyset row — also
+    // when --on-error abort cut the batch short, which may leave none.
+    const checkpoint = batchLength(batch) > batchLength(reread) ? rowKeyAt(batch, batchLength(batch) - 1) : null;
     // The lease and the batch count this batch's checkpoint write is fenced by.
     const asCommitted = { ...range, batchesCommitted: state.batchesCommitted };
     let committed;

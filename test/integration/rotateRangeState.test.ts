@@ -186,3 +186,24 @@ describe('a batch whose COMMIT reply was lost', () => {
     }
   }, 120_000);
 });
+
+describe('--on-error abort on a row being read again', () => {
+  it('keeps the checkpoint where the keyset reached (it never moves back)', async () => {
+    const { db, transform, startRun, rotation } = await rotationOf('recheck_abort', 300);
+    const run = await startRun();
+    let raced = false;
+    // The application overwrites row 1 with a value no key decrypts, between the first batch's read and write.
+    const racing: BatchTransformer = async (t, batch) => {
+      if (!raced) {
+        raced = true;
+        await db.pool.query(`UPDATE people SET email = 'not encrypted at all' WHERE id = 1`);
+      }
+      return transform(t, batch);
+    };
+    const outcome = await runRotation({ pool: db.pool, ...rotation, runId: run.id, transform: racing, settings: settings({ onError: 'abort' }), owner: 'p' });
+    expect(outcome.status).toBe('aborted');
+    // The first batch (rows 1–100) committed its checkpoint; the second stopped at row 1, read again.
+    const ranges = await db.pool.query(`SELECT checkpoint FROM pgrekey.ranges WHERE run_id = $1`, [run.id]);
+    expect(ranges.rows).toEqual([{ checkpoint: ['100'] }]);
+  }, 120_000);
+});
