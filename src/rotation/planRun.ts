@@ -8,7 +8,7 @@ import { RunConflictError, UsageError } from '../errors.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
 import type { Actor } from '../schema/runsSql.js';
 import type { RowKey } from './batchSql.js';
-import { runTotals } from './rangesSql.js';
+import { HOLDS_LIVE_LEASE, runTotals } from './rangesSql.js';
 
 /** The rotation run a process works on, new or joined. */
 export interface RotationRun {
@@ -96,7 +96,7 @@ function markResumedSql(schema: string, runId: number): Sql {
               'examined', (SELECT coalesce(jsonb_object_agg(target, examined), '{}'::jsonb)
                              FROM (SELECT target, sum(rows_examined) AS examined FROM ${s}.ranges WHERE run_id = $1 GROUP BY target) AS t)))
       WHERE r.id = $1
-        AND NOT EXISTS (SELECT 1 FROM ${s}.ranges WHERE run_id = $1 AND status = 'running' AND lease_expires_at > now())`,
+        AND NOT EXISTS (SELECT 1 FROM ${s}.ranges WHERE run_id = $1 AND ${HOLDS_LIVE_LEASE})`,
     [runId],
   );
 }

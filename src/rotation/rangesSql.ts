@@ -171,11 +171,18 @@ export function insertFailuresSql(
   );
 }
 
+/**
+ * A range some worker is working on: claimed, and its lease (renewed with every
+ * batch) not yet expired by the server's clock, the one leases are set by.
+ * Unqualified, for a query over ranges.
+ */
+export const HOLDS_LIVE_LEASE = `status = 'running' AND lease_expires_at > now()`;
+
 /** Per-run progress from its ranges: how many are left and the summed counters. */
 export function selectRunProgressSql(schema: string, runId: number): Sql {
   return sql(
     `SELECT count(*) FILTER (WHERE status <> 'done')::int AS "openRanges",
-            count(*) FILTER (WHERE status = 'running' AND lease_expires_at > now())::int AS "leasedRanges",
+            count(*) FILTER (WHERE ${HOLDS_LIVE_LEASE})::int AS "leasedRanges",
             coalesce(sum(rows_examined), 0)::float8 AS examined, coalesce(sum(rows_changed), 0)::float8 AS changed,
             coalesce(sum(rows_skipped), 0)::float8 AS skipped, coalesce(sum(rows_failed), 0)::float8 AS failed,
             coalesce(sum(rows_conflicted), 0)::float8 AS conflicted
@@ -185,14 +192,14 @@ export function selectRunProgressSql(schema: string, runId: number): Sql {
 }
 
 /**
- * Every range of a run with its counters, for summaries and `status`.
- * `leaseLive` is judged by the server's clock, the one leases are set by.
+ * Every range of a run with its counters, for summaries and `status`
+ * (`leaseLive`: see {@link HOLDS_LIVE_LEASE}).
  */
 export function selectRangesSql(schema: string, runId: number): Sql {
   return sql(
     `SELECT id::int, target, ordinal, status, checkpoint, estimated_rows::float8 AS "estimatedRows",
             lease_owner AS "leaseOwner", lease_expires_at AS "leaseExpiresAt",
-            coalesce(status = 'running' AND lease_expires_at > now(), false) AS "leaseLive",
+            coalesce(${HOLDS_LIVE_LEASE}, false) AS "leaseLive",
             rows_examined::float8 AS examined, rows_changed::float8 AS changed, rows_skipped::float8 AS skipped,
             rows_failed::float8 AS failed, rows_conflicted::float8 AS conflicted, jsonb_array_length(recheck) AS "toReread",
             changed_by_source AS "bySource", updated_at AS "updatedAt"
