@@ -127,7 +127,7 @@ export function rotateCommand(wrap: Wrap): CommandModule {
         // The run, if this process was planning it, rolled back; one it was joining stays resumable.
         ctx.output.result(
           { status: 'stopped', runId: null },
-          () => 'Stopped during start-up: this process changed no value. Run "pg-rekey rotate" again to rotate.',
+          () => `Stopped during start-up: this process changed no value. Run "pg-rekey rotate${argv.to ? ` --to ${argv.to}` : ''}" again to rotate.`,
         );
         return ExitCode.STOPPED_RESUMABLE;
       } finally {
