@@ -27,7 +27,7 @@ it('survives its sessions being terminated, and the next run completes', async (
     await waitForStderr(cli, /rotation run \d+/);
     for (let i = 0; i < 8 && cli.child.exitCode === null; i++) {
       await sleep(100);
-      await db.pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pg-rekey' AND pid <> pg_backend_pid()`);
+      await db.pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pg-rekey' AND pid <> pg_backend_pid()`);
     }
     const { code, stderr } = await cli.done;
     expect(stderr).not.toContain('Unhandled');
