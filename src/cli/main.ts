@@ -48,8 +48,18 @@ export async function runCli(argv: string[]): Promise<ExitCodeValue> {
     .recommendCommands()
     .wrap(Math.min(110, process.stdout.columns ?? 100))
     .epilogue(
-      'Exit codes: 0 ok · 1 finished with failures · 2 usage, config or key error · 3 schema missing or incompatible ·\n' +
-        '4 conflict with another run · 69 database unavailable · 70 internal error · 75 stopped early, run again to resume',
+      // One code per line: yargs re-wraps long lines at the terminal width, mid-list.
+      [
+        'Exit codes:',
+        '   0  ok',
+        '   1  finished, but found failures (undecryptable values, a key in use, a broken audit chain…)',
+        '   2  bad usage, config or key: nothing was written',
+        '   3  schema missing or incompatible: run pg-rekey migrate up',
+        '   4  conflicts with another unfinished run',
+        '  69  database unreachable, or it refused us',
+        '  70  internal error (a bug in pg-rekey)',
+        '  75  stopped early at a clean boundary, or rows were still being rewritten: run again to continue',
+      ].join('\n'),
     )
     .exitProcess(false)
     .fail((message, error) => {

@@ -4,6 +4,7 @@
  * needed: yargs refuses these before any connection.
  */
 import { describe, expect, it } from 'vitest';
+import { ExitCode } from '../../src/cli/exitCodes.js';
 import { runCli } from '../helpers/cli.js';
 
 describe('usage messages', () => {
@@ -47,5 +48,11 @@ describe('usage messages', () => {
     expect(c.code, c.stderr).toBe(2);
     expect(c.stderr).toMatch(/--config is given more than once/);
   });
-});
 
+  it('--help lists every exit code, one per line, as deploy hooks branch on them', async () => {
+    const r = await runCli(['--help']);
+    expect(r.code).toBe(0);
+    const listed = [...r.stdout.matchAll(/^ {1,3}(\d{1,2})  \S/gm)].map((m) => Number(m[1]));
+    expect(listed).toEqual(Object.values(ExitCode).sort((a, b) => a - b));
+  });
+});
