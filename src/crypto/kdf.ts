@@ -59,6 +59,24 @@ export async function pbkdf2MemoAsync(password: Buffer, salt: Buffer, keyLength 
   return pending;
 }
 
+/** PBKDF2 results already computed, to hand to a worker thread of this process (see {@link adoptDerivations}). */
+export type Derivations = [memoKey: string, derived: Uint8Array][];
+
+/**
+ * Every derivation this thread has computed. Worker threads have their own
+ * memo: a crypto worker given these skips the 100,000-iteration runs the
+ * main thread already paid for at start-up. The derived keys stay in this
+ * process (structured clone between its threads).
+ */
+export function memoizedDerivations(): Derivations {
+  return [...memo].map(([key, derived]) => [key, new Uint8Array(derived)]);
+}
+
+/** Adds derivations computed by another thread of this process to this thread's memo. */
+export function adoptDerivations(derivations: Derivations): void {
+  for (const [key, derived] of derivations) memo.set(key, Buffer.from(derived));
+}
+
 /** How many PBKDF2 computations this process has run (for tests and diagnostics). */
 export function pbkdf2Computations(): number {
   return computations;

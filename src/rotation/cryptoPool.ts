@@ -12,6 +12,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { Format } from '../crypto/formats.js';
+import { memoizedDerivations } from '../crypto/kdf.js';
 import type { ResolvedKey } from '../crypto/keySources.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
 import type { CryptoRequest, CryptoResponse, CryptoWorkerData } from './cryptoWorker.js';
@@ -20,8 +21,7 @@ import type { ReadBatch } from './readRows.js';
 import type { TransformResult } from './transformBatch.js';
 
 /** What the pool's threads need: the target key and, per format, the resolved keys primary first. */
-export interface CryptoPoolOptions {
-  threads: number;
+export interface CryptoPoolSettings {
   targetKeyId: string;
   targetVersion: number;
   /** Encrypt plaintext and ENC_V1 values too (rotate --encrypt-legacy). */
@@ -53,27 +53,25 @@ interface Thread {
   task: Task | undefined;
 }
 
-/** Worker threads running transformBatch; `transform` is a BatchTransformer. Call close() when done. */
+/**
+ * Worker threads running transformBatch; `transform` is a BatchTransformer.
+ * Started early (their modules load while the caller connects and checks
+ * keys), then configured once; call close() when done.
+ */
 export class CryptoPool {
   readonly #threads: Thread[] = [];
   readonly #queue: Task[] = [];
   #nextId = 1;
   #failure: Error | undefined;
   #closed = false;
+  #configured = false;
 
-  /** Starts `options.threads` threads; each derives its keys while the caller goes on planning. */
-  constructor(options: CryptoPoolOptions) {
-    const workerData: CryptoWorkerData = {
-      targetKeyId: options.targetKeyId,
-      targetVersion: options.targetVersion,
-      encryptLegacy: options.encryptLegacy,
-      keyrings: options.keyrings,
-      targets: Object.fromEntries(options.targets.map((t) => [t.name, { format: t.format, maxLengths: t.columns.map((c) => c.maxLength) }])),
-    };
+  /** Starts `threads` threads (at least one); they take no batch until {@link configure}. */
+  constructor(threads: number) {
     // Compiled next to this file in dist/, so the worker loads as plain JS.
     const url = new URL('./cryptoWorker.js', import.meta.url);
-    for (let i = 0; i < Math.max(1, options.threads); i++) {
-      const thread: Thread = { worker: new Worker(url, { workerData }), ready: false, task: undefined };
+    for (let i = 0; i < Math.max(1, threads); i++) {
+      const thread: Thread = { worker: new Worker(url), ready: false, task: undefined };
       thread.worker.on('message', (msg: CryptoResponse) => this.#onMessage(thread, msg));
       thread.worker.on('error', (err) => this.#fail(err));
       thread.worker.on('exit', (code) => {
@@ -83,6 +81,25 @@ export class CryptoPool {
       thread.worker.unref();
       this.#threads.push(thread);
     }
+  }
+
+  /**
+   * Gives every thread its keys and targets; each builds its codecs and then
+   * takes batches. Call once, after this thread has built the same keyrings:
+   * their PBKDF2 results go along, so no thread derives a key again.
+   */
+  configure(settings: CryptoPoolSettings): void {
+    if (this.#configured) throw new Error('the crypto pool is already configured');
+    this.#configured = true;
+    const data: CryptoWorkerData = {
+      targetKeyId: settings.targetKeyId,
+      targetVersion: settings.targetVersion,
+      encryptLegacy: settings.encryptLegacy,
+      keyrings: settings.keyrings,
+      targets: Object.fromEntries(settings.targets.map((t) => [t.name, { format: t.format, maxLengths: t.columns.map((c) => c.maxLength) }])),
+      derivations: memoizedDerivations(),
+    };
+    for (const thread of this.#threads) thread.worker.postMessage(data);
   }
 
   /** The pool as a BatchTransformer for runRotation and dry runs. */

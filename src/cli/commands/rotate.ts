@@ -23,7 +23,7 @@ import { wholeNumberOption } from '../numberOptions.js';
 import { parseDuration } from '../parseDuration.js';
 import { createProgressReporter } from '../progressReporter.js';
 import { watchForStop, type StopRequest } from '../stopRequest.js';
-import { checkChosenTargets, isStopDuringStartUp, withSession, type KeysBeforeWriting, type Session } from '../session.js';
+import { checkChosenTargets, isStopDuringStartUp, withSession, type KeysBeforeWriting, type ChosenTargets, type Session, type SessionOptions } from '../session.js';
 import type { CommandContext } from '../context.js';
 import type { Wrap } from './index.js';
 
@@ -114,27 +114,46 @@ export function rotateCommand(wrap: Wrap): CommandModule {
           return checkChosenTargets(argv.target)(pool, config, keys);
         },
       };
-      if (argv.dryRun) return withSession(ctx, sessionOptions, (session, { targets }) => dryRun(ctx, session, argv, targets));
-      // Watched from here, so a signal or --max-duration during the start-up
-      // (key derivation, target checks, lock waits, planning) stops it cleanly too.
-      const stop = watchForStop(ctx.logger, settings.maxDurationMs);
+      // Started now, so the crypto threads load their modules while the session connects and checks keys.
+      const cryptoPool = argv.cryptoThreads > 0 ? new CryptoPool(argv.cryptoThreads) : undefined;
       try {
-        return await withSession(ctx, { ...sessionOptions, stopSignal: stop.signal }, (session, { targets }) =>
-          rotate(ctx, session, argv, targets, settings, stop),
-        );
-      } catch (err) {
-        if (!isStopDuringStartUp(err, stop.signal)) throw err;
-        // The run, if this process was planning it, rolled back; one it was joining stays resumable.
-        ctx.output.result(
-          { status: 'stopped', runId: null },
-          () => `Stopped during start-up: this process changed no value. Run "pg-rekey rotate${argv.to ? ` --to ${argv.to}` : ''}" again to rotate.`,
-        );
-        return ExitCode.STOPPED_RESUMABLE;
+        if (argv.dryRun) {
+          return await withSession(ctx, sessionOptions, (session, { targets }) => dryRun(ctx, session, argv, targets, cryptoPool));
+        }
+        return await rotateUntilStopped(ctx, argv, settings, sessionOptions, cryptoPool);
       } finally {
-        stop.dispose();
+        await cryptoPool?.close();
       }
     }),
   };
+}
+
+/** A rotation, stopped cleanly by a signal or --max-duration at any point, even during its start-up. */
+async function rotateUntilStopped(
+  ctx: CommandContext,
+  argv: RotateArgs,
+  settings: RotationSettings,
+  sessionOptions: SessionOptions<ChosenTargets>,
+  cryptoPool: CryptoPool | undefined,
+) {
+  // Watched from here, so a signal or --max-duration during the start-up
+  // (key derivation, target checks, lock waits, planning) stops it cleanly too.
+  const stop = watchForStop(ctx.logger, settings.maxDurationMs);
+  try {
+    return await withSession(ctx, { ...sessionOptions, stopSignal: stop.signal }, (session, { targets }) =>
+      rotate(ctx, session, argv, targets, settings, stop, cryptoPool),
+    );
+  } catch (err) {
+    if (!isStopDuringStartUp(err, stop.signal)) throw err;
+    // The run, if this process was planning it, rolled back; one it was joining stays resumable.
+    ctx.output.result(
+      { status: 'stopped', runId: null },
+      () => `Stopped during start-up: this process changed no value. Run "pg-rekey rotate${argv.to ? ` --to ${argv.to}` : ''}" again to rotate.`,
+    );
+    return ExitCode.STOPPED_RESUMABLE;
+  } finally {
+    stop.dispose();
+  }
 }
 
 /** --to names a configured key that is not retired (it may be unregistered yet: rotate registers it). */
@@ -147,25 +166,32 @@ function assertTargetKeyUsable(keyId: string, keys: KeysBeforeWriting): void {
   }
 }
 
-/** The resolved targets and the crypto step for a rotation to `targetKeyId`. */
-async function prepare(session: Session, argv: RotateArgs, targets: ResolvedTarget[], targetKeyId: string, targetVersion: number) {
+/** The crypto step of a rotation to `targetKeyId`: on the pool's threads when there is one, else inline. */
+async function createTransform(
+  session: Session,
+  argv: RotateArgs,
+  targets: ResolvedTarget[],
+  targetKeyId: string,
+  targetVersion: number,
+  cryptoPool: CryptoPool | undefined,
+): Promise<BatchTransformer> {
   if (!session.keys.some((k) => k.id === targetKeyId)) {
     throw new UsageError(`key ${targetKeyId} is not configured here — add it to "keys" in the config file`);
   }
-  if (argv.cryptoThreads > 0) {
+  if (cryptoPool) {
     // Crypto on worker threads, so reads, writes and crypto overlap on every core (see cryptoPool).
     const keyrings = [];
     for (const format of new Set(targets.map((t) => t.format))) {
       keyrings.push({ format, keys: [...(await session.keyringSecrets(format, { primary: targetKeyId }))] });
     }
-    const pool = new CryptoPool({ threads: argv.cryptoThreads, targetKeyId, targetVersion, encryptLegacy: argv.encryptLegacy, keyrings, targets });
-    return { targets, transform: pool.transform, close: () => pool.close() };
+    cryptoPool.configure({ targetKeyId, targetVersion, encryptLegacy: argv.encryptLegacy, keyrings, targets });
+    return cryptoPool.transform;
   }
   const codecs = new Map<string, Codec>();
   for (const t of targets) {
     codecs.set(t.name, createCodecFromKeyring(t.format, await session.keyring(t.format, { primary: targetKeyId })));
   }
-  const transform: BatchTransformer = async (target, batch) =>
+  return async (target, batch) =>
     transformBatch(batch, {
       codec: codecs.get(target.name)!,
       targetKeyId,
@@ -173,25 +199,20 @@ async function prepare(session: Session, argv: RotateArgs, targets: ResolvedTarg
       encryptLegacy: argv.encryptLegacy,
       maxLengths: target.columns.map((c) => c.maxLength),
     });
-  return { targets, transform, close: async () => {} };
 }
 
 // Key versions start at 1: a target key not registered yet matches no row.
 const UNREGISTERED_VERSION = 0;
 
 /** `rotate --dry-run`: what would change, per column and source key, and what would fail. */
-async function dryRun(ctx: CommandContext, session: Session, argv: RotateArgs, chosen: ResolvedTarget[]) {
+async function dryRun(ctx: CommandContext, session: Session, argv: RotateArgs, targets: ResolvedTarget[], cryptoPool: CryptoPool | undefined) {
   const targetKeyId = argv.to ?? session.registry.find((k) => k.isPrimary)?.keyId ?? session.keys[0]!.id;
   const registered = session.registry.find((k) => k.keyId === targetKeyId);
   if (registered?.state === 'retired') throw new UsageError(`key ${targetKeyId} is retired and can no longer be used`);
   const version = registered?.version ?? UNREGISTERED_VERSION;
-  const { targets, transform, close } = await prepare(session, argv, chosen, targetKeyId, version);
+  const transform = await createTransform(session, argv, targets, targetKeyId, version, cryptoPool);
   const reports: DryRunTargetReport[] = [];
-  try {
-    for (const t of targets) reports.push(await dryRunTarget(session.pool, t, version, argv.batchSize, transform));
-  } finally {
-    await close();
-  }
+  for (const t of targets) reports.push(await dryRunTarget(session.pool, t, version, argv.batchSize, transform));
   const failures = reports.reduce((n, r) => n + r.failures.length, 0);
   ctx.output.result({ dryRun: true, targetKey: targetKeyId, targets: reports }, () => formatDryRun(targetKeyId, reports));
   return failures > 0 ? ExitCode.FAILURES : ExitCode.OK;
@@ -231,18 +252,22 @@ function settingsFrom(argv: RotateArgs): RotationSettings {
   return settings;
 }
 
-async function rotate(ctx: CommandContext, session: Session, argv: RotateArgs, chosen: ResolvedTarget[], settings: RotationSettings, stop: StopRequest) {
+async function rotate(
+  ctx: CommandContext,
+  session: Session,
+  argv: RotateArgs,
+  targets: ResolvedTarget[],
+  settings: RotationSettings,
+  stop: StopRequest,
+  cryptoPool: CryptoPool | undefined,
+) {
   const targetKeyId = argv.to ?? session.registry.find((k) => k.isPrimary)?.keyId;
   if (!targetKeyId) throw new UsageError('no primary key is registered — pass --to <key id> or run "pg-rekey keys promote <id>"');
   const targetVersion = requireActiveKey(session.registry, targetKeyId).version;
   if (settings.maxReplicaLagMs !== undefined) await assertReplicaLagReadable(session.pool);
   stop.signal.throwIfAborted();
-  const { targets, transform, close } = await prepare(session, argv, chosen, targetKeyId, targetVersion);
-  try {
-    return await rotateWith(ctx, session, argv, settings, stop, targetKeyId, targetVersion, targets, transform);
-  } finally {
-    await close();
-  }
+  const transform = await createTransform(session, argv, targets, targetKeyId, targetVersion, cryptoPool);
+  return rotateWith(ctx, session, argv, settings, stop, targetKeyId, targetVersion, targets, transform);
 }
 
 async function rotateWith(
