@@ -1,0 +1,37 @@
+/**
+ * What keeps `keys retire` from retiring a key a value still needs, once the
+ * retire gate is open (rotated, and a full `verify --without old` passed):
+ * every target column is counted, not only the first; the database's own
+ * guard checks every key-version column; a reference alone refuses it, with
+ * the counts; and a retired key is no longer used to read values.
+ */
+import { expect, it } from 'vitest';
+import { createCodec } from '../../src/crypto/createCodec.js';
+import { asKeyVersionWriter } from '../helpers/database.js';
+import { expectExit, OLD_SECRET, useFreshRotations } from '../helpers/rotationFixture.js';
+
+const fresh = useFreshRotations();
+
+/** The codec of a host that was never given the new key. */
+const oldKeyOnly = () => createCodec({ format: 'django-fernet-v1', keys: [{ id: 'old', secret: 'env:OLD' }], env: { OLD: OLD_SECRET } });
+
+/** The reference workload rotated to "new", with a passed retirement rehearsal for "old": the gate is open. */
+async function gateOpen(label: string) {
+  const { db, ws } = await fresh(label, 100);
+  expectExit(await ws.run(['keys', 'add', 'old']), 0);
+  expectExit(await ws.run(['rotate']), 0);
+  expectExit(await ws.run(['verify', '--without', 'old']), 0);
+  const oldState = async () => (await db.pool.query(`SELECT state FROM pgrekey.keys WHERE key_id = 'old'`)).rows[0].state as string;
+  return { db, ws, oldState };
+}
+
+it('a value of the second target column written under the old key after the rehearsal refuses retire', async () => {
+  const { db, ws, oldState } = await gateOpen('retire_second_column');
+  // A host still on the old key writes one mobno (id 1's is not NULL); its hint is reset to unknown.
+  await db.pool.query(`UPDATE people SET mobno = $1 WHERE id = 1`, [(await oldKeyOnly()).encrypt('+15550000001')]);
+  const retire = await ws.run(['keys', 'retire', 'old', '--json']);
+  expectExit(retire, 1);
+  const out = JSON.parse(retire.stdout);
+  expect(out).toMatchObject({ retired: false, referencing: [], unknown: [{ target: 'public.people', column: 'mobno', unknown: 1 }] });
+  expect(await oldState()).toBe('active');
+});
