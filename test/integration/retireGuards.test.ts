@@ -35,3 +35,20 @@ it('a value of the second target column written under the old key after the rehe
   expect(out).toMatchObject({ retired: false, referencing: [], unknown: [{ target: 'public.people', column: 'mobno', unknown: 1 }] });
   expect(await oldState()).toBe('active');
 });
+
+it('the database refuses to retire a key referenced by any key-version column, not only the first', async () => {
+  const { db, oldState } = await gateOpen('retire_trigger_columns');
+  const retireSql = `UPDATE pgrekey.keys SET state = 'retired', retired_at = now() WHERE key_id = 'old'`;
+  const hintSql = (column: string, key: string) =>
+    `UPDATE people SET ${column}_key_version = (SELECT version FROM pgrekey.keys WHERE key_id = '${key}') WHERE id = 1`;
+  for (const column of ['email', 'mobno']) {
+    // One hint of this column names "old" (as a buggy writer could leave it); every other hint names "new".
+    await asKeyVersionWriter(db.pool, hintSql(column, 'old'));
+    await expect(db.pool.query(retireSql), column).rejects.toMatchObject({
+      code: '23503',
+      message: expect.stringContaining(`${column}_key_version`),
+    });
+    await asKeyVersionWriter(db.pool, hintSql(column, 'new'));
+  }
+  expect(await oldState()).toBe('active');
+});
