@@ -52,3 +52,25 @@ it('the database refuses to retire a key referenced by any key-version column, n
   }
   expect(await oldState()).toBe('active');
 });
+
+it('a hint naming the key refuses retire with exit 1 and the counts, recorded as a refused retire', async () => {
+  const { db, ws, oldState } = await gateOpen('retire_referenced_only');
+  await asKeyVersionWriter(db.pool, `UPDATE people SET email_key_version = (SELECT version FROM pgrekey.keys WHERE key_id = 'old') WHERE id = 4`);
+  const retire = await ws.run(['keys', 'retire', 'old', '--json']);
+  expectExit(retire, 1);
+  expect(JSON.parse(retire.stdout)).toMatchObject({
+    retired: false,
+    referencing: [{ target: 'public.people', column: 'email', byKey: { old: 1 } }],
+    unknown: [],
+    gate: { satisfied: true },
+  });
+  const human = await ws.run(['keys', 'retire', 'old']);
+  expectExit(human, 1);
+  expect(human.stdout).toContain('public.people.email: 1 row(s) encrypted with old');
+  const runs = await db.pool.query(`SELECT status, summary->'refused' AS refused FROM pgrekey.runs WHERE kind = 'retire' ORDER BY id`);
+  expect(runs.rows).toEqual([
+    { status: 'failed', refused: true },
+    { status: 'failed', refused: true },
+  ]);
+  expect(await oldState()).toBe('active');
+});
