@@ -74,3 +74,19 @@ it('a hint naming the key refuses retire with exit 1 and the counts, recorded as
   ]);
   expect(await oldState()).toBe('active');
 });
+
+it('a retired key no longer reads values: a value under it fails verify and is left as it is by rotate', async () => {
+  const { db, ws } = await gateOpen('retired_key_unused');
+  expectExit(await ws.run(['keys', 'retire', 'old']), 0);
+  // The config still lists "old" (as it usually does for a while); a host still on it writes row 2.
+  const written = (await oldKeyOnly()).encrypt('late@example.com');
+  await db.pool.query(`UPDATE people SET email = $1 WHERE id = 2`, [written]);
+  const verify = await ws.run(['verify', '--json']);
+  expectExit(verify, 1);
+  const report = JSON.parse(verify.stdout);
+  expect(report.findings).toEqual([expect.objectContaining({ column: 'email', rowKey: { id: '2' }, reason: 'no-key' })]);
+  expect(report.columns.find((c: { column: string }) => c.column === 'email').byKey).toEqual({ new: 99 });
+  expectExit(await ws.run(['rotate']), 1);
+  const row = await db.pool.query(`SELECT email = $1 AS untouched, email_key_version FROM people WHERE id = 2`, [written]);
+  expect(row.rows).toEqual([{ untouched: true, email_key_version: null }]);
+});
