@@ -90,3 +90,28 @@ it('a retired key no longer reads values: a value under it fails verify and is l
   const row = await db.pool.query(`SELECT email = $1 AS untouched, email_key_version FROM people WHERE id = 2`, [written]);
   expect(row.rows).toEqual([{ untouched: true, email_key_version: null }]);
 });
+
+it('a rotation that failed after the rehearsal closes the gate: it still rewrote rows', async () => {
+  const { db, ws, oldState } = await gateOpen('retire_after_failed_rotation');
+  // A host still on the old key writes row 8, and a value no key reads makes the next rotation fail
+  // after rewriting row 8; row 6 is then deleted, so nothing but the gate refuses.
+  await db.pool.query(`UPDATE people SET email = $1 WHERE id = 8`, [(await oldKeyOnly()).encrypt('late@example.com')]);
+  await db.pool.query(`UPDATE people SET email = 'not-a-ciphertext@example.com' WHERE id = 6`);
+  const rotate = await ws.run(['rotate', '--json']);
+  expectExit(rotate, 1);
+  const failed = JSON.parse(rotate.stdout);
+  expect(failed).toMatchObject({ status: 'failed', failed: 1, bySource: { 'public.people': { email: { old: 1 } } } });
+  await db.pool.query(`DELETE FROM people WHERE id = 6`);
+  const retire = await ws.run(['keys', 'retire', 'old', '--json']);
+  expectExit(retire, 1);
+  expect(JSON.parse(retire.stdout)).toMatchObject({
+    retired: false,
+    referencing: [],
+    unknown: [],
+    gate: { satisfied: false, lastChange: { kind: 'rotate', runId: failed.runId } },
+  });
+  expect(await oldState()).toBe('active');
+  // A rehearsal after it opens the gate again.
+  expectExit(await ws.run(['verify', '--without', 'old']), 0);
+  expectExit(await ws.run(['keys', 'retire', 'old']), 0);
+});
