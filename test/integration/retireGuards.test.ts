@@ -5,10 +5,15 @@
  * guard checks every key-version column; a reference alone refuses it, with
  * the counts; and a retired key is no longer used to read values.
  */
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
 import { expect, it } from 'vitest';
 import { createCodec } from '../../src/crypto/createCodec.js';
+import { generateKey } from '../../src/crypto/generateKey.js';
 import { asKeyVersionWriter } from '../helpers/database.js';
-import { expectExit, OLD_SECRET, useFreshRotations } from '../helpers/rotationFixture.js';
+import { expectExit, OLD_SECRET, startCli, useFreshRotations } from '../helpers/rotationFixture.js';
 
 const fresh = useFreshRotations();
 
@@ -115,3 +120,56 @@ it('a rotation that failed after the rehearsal closes the gate: it still rewrote
   expectExit(await ws.run(['verify', '--without', 'old']), 0);
   expectExit(await ws.run(['keys', 'retire', 'old']), 0);
 });
+
+it('a rehearsal whose scan began before a promotion does not count, even though it finished after it', async () => {
+  const { db, ws, oldState } = await gateOpen('retire_rehearsal_overlaps_promotion');
+  // A third key, to be promoted while the rehearsal is reading.
+  const file = path.join(ws.dir, 'pg-rekey.config.json');
+  const config = JSON.parse(await readFile(file, 'utf8'));
+  await writeFile(file, JSON.stringify({ ...config, keys: [...config.keys, { id: 'next', secret: 'env:SECRET_KEY_NEXT' }] }));
+  ws.env.SECRET_KEY_NEXT = generateKey('django-fernet-v1');
+  expectExit(await ws.run(['keys', 'add', 'next']), 0);
+
+  // A session holding people locked parks the rehearsal's first read (after its start was taken).
+  const blocker = new pg.Client({ connectionString: db.url });
+  await blocker.connect();
+  let verify: Awaited<ReturnType<typeof startCli>> | undefined;
+  try {
+    await blocker.query('BEGIN');
+    await blocker.query('LOCK TABLE public.people IN ACCESS EXCLUSIVE MODE');
+    verify = await startCli(ws, ['verify', '--without', 'old']);
+    await waitForLockWait(db.pool, '%FROM "public"."people" AS t%ORDER BY%');
+    expectExit(await ws.run(['keys', 'promote', 'next']), 0);
+    await blocker.query('COMMIT');
+  } finally {
+    await blocker.end();
+  }
+  const verified = await verify!.done;
+  expect(verified.code, verified.stdout + verified.stderr).toBe(0);
+  const order = await db.pool.query(
+    `SELECT v.started_at < p.finished_at AND p.finished_at < v.finished_at AS overlapped
+       FROM pgrekey.runs v, pgrekey.runs p
+      WHERE v.id = (SELECT max(id) FROM pgrekey.runs WHERE kind = 'verify') AND p.kind = 'promote' AND p.target_key = 'next'`,
+  );
+  expect(order.rows).toEqual([{ overlapped: true }]);
+
+  const retire = await ws.run(['keys', 'retire', 'old', '--json']);
+  expectExit(retire, 1);
+  expect(JSON.parse(retire.stdout)).toMatchObject({ retired: false, referencing: [], unknown: [], gate: { satisfied: false, lastChange: { kind: 'promote' } } });
+  expect(await oldState()).toBe('active');
+  expectExit(await ws.run(['verify', '--without', 'old']), 0);
+  expectExit(await ws.run(['keys', 'retire', 'old']), 0);
+});
+
+/** Resolves once a session of this database waits on a lock while running a statement like `like`. */
+async function waitForLockWait(pool: pg.Pool, like: string): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    const { rowCount } = await pool.query(
+      `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE $1`,
+      [like],
+    );
+    if (rowCount) return;
+    await sleep(50);
+  }
+  throw new Error(`no session waits on a lock running ${like}`);
+}
