@@ -13,7 +13,7 @@ import { expect, it } from 'vitest';
 import { createCodec } from '../../src/crypto/createCodec.js';
 import { generateKey } from '../../src/crypto/generateKey.js';
 import { asKeyVersionWriter } from '../helpers/database.js';
-import { expectExit, OLD_SECRET, startCli, useFreshRotations } from '../helpers/rotationFixture.js';
+import { bothKeysCodec, expectExit, OLD_SECRET, startCli, useFreshRotations } from '../helpers/rotationFixture.js';
 
 const fresh = useFreshRotations();
 
@@ -159,6 +159,19 @@ it('a rehearsal whose scan began before a promotion does not count, even though 
   expect(await oldState()).toBe('active');
   expectExit(await ws.run(['verify', '--without', 'old']), 0);
   expectExit(await ws.run(['keys', 'retire', 'old']), 0);
+});
+
+it('a rehearsal that repaired hints itself (verify --fix-versions --without old) still opens the gate', async () => {
+  const { db, ws, oldState } = await gateOpen('retire_fix_rehearsal');
+  // The application rewrites row 3 under the new key: its hint is unknown, so retire needs a repair first.
+  await db.pool.query(`UPDATE people SET email = $1 WHERE id = 3`, [(await bothKeysCodec()).encrypt('x@example.com')]);
+  const fix = await ws.run(['verify', '--fix-versions', '--without', 'old', '--json']);
+  expectExit(fix, 0);
+  expect(JSON.parse(fix.stdout).columns.find((c: { column: string }) => c.column === 'email').versions).toMatchObject({ fixed: 1 });
+  const retire = await ws.run(['keys', 'retire', 'old', '--json']);
+  expectExit(retire, 0);
+  expect(JSON.parse(retire.stdout)).toMatchObject({ retired: true, gate: { verifyRunId: JSON.parse(fix.stdout).runId } });
+  expect(await oldState()).toBe('retired');
 });
 
 /** Resolves once a session of this database waits on a lock while running a statement like `like`. */
