@@ -186,4 +186,13 @@ describe('audit trail', () => {
     ]);
     expect((await verifyChain()).code).toBe(1);
   });
+
+  it('history --verify exits 1 when every run was deleted: the chain head still counts the links', async () => {
+    const head = (await db.current.pool.query<{ seq: string }>(`SELECT last_seq AS seq FROM pgrekey.run_chain`)).rows[0]!.seq;
+    await tamper([`DELETE FROM pgrekey.runs`]);
+    const empty = await verifyChain();
+    expect(empty.code).toBe(1);
+    expect(empty.out).toMatchObject({ ok: false, links: 0, problems: [{ kind: 'head', chainSeq: Number(head) }] });
+    expect(empty.human).toContain(`the newest links (1–${head}) are missing: deleted`);
+  });
 });
