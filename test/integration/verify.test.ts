@@ -231,6 +231,20 @@ describe('verify', () => {
     expect((await lastVerifyRun()).options).toMatchObject({ sampled: true, sample: { rows: 150 }, seed: 7 });
   });
 
+  it('--sample N never checks more than N rows', async () => {
+    const checked: number[] = [];
+    for (const seed of ['1', '2', '3', '4', '5']) {
+      const { result, report } = await verifyJson('--sample', '10', '--seed', seed);
+      expectExit(result, 0);
+      const sample = report.samples['public.people'];
+      expect(sample).toMatchObject({ method: 'keyset-windows', requestedRows: 10 });
+      expect(report.examined).toBe(sample.rowsChecked);
+      checked.push(sample.rowsChecked);
+    }
+    expect(Math.max(...checked)).toBeLessThanOrEqual(10);
+    expect(Math.max(...checked)).toBeGreaterThan(0);
+  });
+
   it('the same --seed checks the same windows again', async () => {
     const windowsOf = async (seed: string) =>
       (await verifyJson('--sample', '150', '--seed', seed)).report.samples['public.people'].windows.map((w: { after: string[] | null }) => w.after);
