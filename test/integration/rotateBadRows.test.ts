@@ -94,6 +94,15 @@ describe('rotate with bad rows', () => {
     );
     expect(outcome.changed).toBeGreaterThan(0);
     expect(run.rows[0]).toEqual({ status: 'aborted', examined: outcome.examined, changed: outcome.changed, skipped: outcome.skipped, failed: outcome.failed });
+    // The bad value it stopped at is recorded by row key and reason.
+    const failures = await db.current.pool.query(`SELECT row_key, column_name, reason FROM pgrekey.failures WHERE run_id = $1`, [outcome.runId]);
+    expect({ failed: outcome.failed, failures: failures.rows }).toEqual({
+      failed: 1,
+      failures: [{ row_key: { id: '1500' }, column_name: 'email', reason: 'plaintext' }],
+    });
+    // The range it stopped in is not recorded as done: row 1600, after the bad value, was never examined.
+    const open = await db.current.pool.query(`SELECT count(*)::int AS n FROM pgrekey.ranges WHERE run_id = $1 AND status <> 'done'`, [outcome.runId]);
+    expect(open.rows[0].n).toBeGreaterThan(0);
     const after = await db.current.pool.query<{ id: string; v: string | null }>(
       `SELECT p.id, k.key_id AS v FROM people p LEFT JOIN pgrekey.keys k ON k.version = p.email_key_version WHERE p.id IN (1400, 1600) ORDER BY p.id`,
     );
