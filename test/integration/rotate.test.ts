@@ -55,11 +55,16 @@ describe('rotate', () => {
     expect(after.rows[0]!.email).not.toBe(before.rows[0]!.email);
     expect(fernetTime(after.rows[0]!.email)).toBe(fernetTime(before.rows[0]!.email));
     // A table of a few batches is still split, so both workers have ranges to claim.
-    const ranges = await db.current.pool.query<{ n: number }>(
-      'SELECT count(*)::int AS n FROM pgrekey.ranges WHERE run_id = $1',
+    const ranges = await db.current.pool.query<{ lower: string[] | null; upper: string[] | null }>(
+      'SELECT lower_bound AS lower, upper_bound AS upper FROM pgrekey.ranges WHERE run_id = $1 ORDER BY ordinal',
       [summary.runId],
     );
-    expect(ranges.rows[0]!.n).toBe(3);
+    expect(ranges.rows).toHaveLength(3);
+    // They tile the key space: the first starts at the beginning, each next one where the one before ends, the last runs to the end.
+    const [first, second, third] = ranges.rows;
+    expect([first!.lower, second!.lower, third!.lower, third!.upper]).toEqual([null, first!.upper, second!.upper, null]);
+    expect(first!.upper).not.toBeNull();
+    expect(second!.upper).not.toBeNull();
   });
 
   it('says so and exits 0 when re-run on a finished rotation, writing nothing', async () => {
