@@ -2,13 +2,18 @@
  * What a range worker knows commits with its batch: rows that lost the
  * compare-and-swap and wait to be read again survive a stop, a crash or a
  * takeover; a range is not done while such rows are left; a batch retried
- * after its COMMIT's reply was lost does not count twice. Driven through the
- * library (runRotation) so the races can be staged exactly.
+ * after its COMMIT's reply was lost does not count twice; a batch in flight
+ * when its lease was taken over, or when its run was abandoned, commits
+ * nothing. Driven through the library (runRotation) so the races can be
+ * staged exactly.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { createPool } from '../../src/db/pool.js';
+import { RunConflictError } from '../../src/errors.js';
 import { startOrJoinRun } from '../../src/rotation/planRun.js';
+import { claimRangeSql, type ClaimedRange } from '../../src/rotation/rangesSql.js';
 import { runRotation, type RotationSettings } from '../../src/rotation/rotate.js';
 import { readRunStatus } from '../../src/rotation/runStatus.js';
 import type { BatchTransformer } from '../../src/rotation/rotateRange.js';
@@ -58,6 +63,32 @@ async function rotationOf(label: string, rows: number) {
     );
   const rotation = { schema: 'pgrekey', targetVersion: version, targets: [target] };
   return { db, target, transform, startRun, rotation };
+}
+
+/** `rotate --to old --abandon-open-run`: abandons the open run (waiting for its batches in flight) and starts a rollback run. */
+const emergencyRollback = (pool: pg.Pool, target: ResolvedTarget) =>
+  startOrJoinRun(
+    pool,
+    'pgrekey',
+    {
+      targetKeyId: 'old',
+      sourceKeyIds: ['new'],
+      columns: ['public.people.email', 'public.people.mobno'],
+      trigger: 'emergency',
+      reason: 'the new key never reached the app hosts',
+      actor: { osUser: 'test', host: 'test' },
+      options: {},
+      abandonOpenRun: true,
+    },
+    [target],
+  );
+
+/** Resolves once a session of this test's database waits for a lock in a statement matching `like`, or `until` has settled. */
+async function waitForLockWait(pool: pg.Pool, like: string, until: Promise<unknown>): Promise<void> {
+  let settled = false;
+  void until.then(() => (settled = true), () => (settled = true));
+  const waiting = `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1`;
+  while (!settled && (await pool.query(waiting, [like])).rowCount === 0) await sleep(50);
 }
 
 /** The application renames row `id` (another column): a rotation that read the row before loses its compare-and-swap. */
@@ -146,6 +177,22 @@ describe('rows waiting to be read again', () => {
   }, 120_000);
 });
 
+describe('a row whose other columns the application keeps updating', () => {
+  it('is rotated when re-examined (its value is compared, not its row version), not given up', async () => {
+    const { db, transform, startRun, rotation } = await rotationOf('recheck_renamed', 300);
+    const run = await startRun();
+    // Before every write of ours the application renames row 7; its encrypted columns stay as they are.
+    const renaming: BatchTransformer = async (t, batch) => {
+      await renameRow(db.pool, 7);
+      return transform(t, batch);
+    };
+    const outcome = await runRotation({ pool: db.pool, ...rotation, runId: run.id, transform: renaming, settings: settings(), owner: 'p' });
+    // Row 7 lost its first compare-and-swap and won its first re-examination.
+    expect(outcome).toMatchObject({ status: 'succeeded', conflicted: 0, examined: 300 + 1 });
+    await expectAllUnderKey(db.pool, 'new');
+  }, 120_000);
+});
+
 describe('a batch whose COMMIT reply was lost', () => {
   it('is not applied or counted twice when retried', async () => {
     const { db, transform, startRun, rotation } = await rotationOf('lost_commit_reply', 1000);
@@ -205,5 +252,120 @@ describe('--on-error abort on a row being read again', () => {
     // The first batch (rows 1–100) committed its checkpoint; the second stopped at row 1, read again.
     const ranges = await db.pool.query(`SELECT checkpoint FROM pgrekey.ranges WHERE run_id = $1`, [run.id]);
     expect(ranges.rows).toEqual([{ checkpoint: ['100'] }]);
+  }, 120_000);
+});
+
+describe('a batch in flight when its range was taken over', () => {
+  it('commits nothing, neither values nor checkpoint; the rows are rotated once, by the new holder', async () => {
+    const { db, transform, startRun, rotation } = await rotationOf('lease_taken_over', 300);
+    await countRewrites(db.pool);
+    const run = await startRun();
+    let calls = 0;
+    let stolen: { rangeId: number; ids: string[] } | undefined;
+    let leftBehind: { batchesCommitted: number; rotated: number } | undefined;
+    // The first batch stalls past its lease (a GC pause, a frozen VM) while
+    // another worker claims its range; the worker's next batch (after the
+    // stalled one's commit was refused) looks at what that one left.
+    const stalling: BatchTransformer = async (t, batch) => {
+      calls++;
+      if (calls === 1) {
+        await db.pool.query(`UPDATE pgrekey.ranges SET lease_expires_at = now() - interval '1 second' WHERE run_id = $1 AND status = 'running'`, [run.id]);
+        // The thief's own lease is 1 ms: it "dies" at once, so this worker may take the range back.
+        const thief = (await db.pool.query<ClaimedRange>(claimRangeSql('pgrekey', run.id, 'thief', 1))).rows[0]!;
+        stolen = { rangeId: thief.id, ids: batch.keys[0]! };
+      }
+      if (calls === 2) {
+        const range = await db.pool.query<{ n: number }>(`SELECT batches_committed::int AS n FROM pgrekey.ranges WHERE id = $1`, [stolen!.rangeId]);
+        const rotated = await db.pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM people WHERE id = ANY($1::bigint[]) AND (email_key_version IS NOT NULL OR mobno_key_version IS NOT NULL)`,
+          [stolen!.ids],
+        );
+        leftBehind = { batchesCommitted: range.rows[0]!.n, rotated: rotated.rows[0]!.n };
+      }
+      return transform(t, batch);
+    };
+    const outcome = await runRotation({ pool: db.pool, ...rotation, runId: run.id, transform: stalling, settings: settings(), owner: 'p' });
+    expect(stolen?.ids).toHaveLength(100);
+    expect(leftBehind).toEqual({ batchesCommitted: 0, rotated: 0 });
+    // The refused batch is not counted; the rows it had read are counted once, when read again.
+    expect(outcome).toMatchObject({ status: 'succeeded', examined: 300, changed: 300, conflicted: 0 });
+    await expectAllUnderKey(db.pool, 'new');
+    await expectEachRewrittenOnce(db.pool, 300);
+  }, 120_000);
+});
+
+describe('a run abandoned while a batch of it is in flight', () => {
+  it('commits nothing more: its worker stops with a run conflict and no value moves to its target key', async () => {
+    const { db, target, transform, startRun, rotation } = await rotationOf('abandoned_in_flight', 300);
+    const run = await startRun();
+    let rollbackRunId: number | undefined;
+    // An emergency rollback (rotate --to old --abandon-open-run) starts between the first batch's read and its write.
+    const racing: BatchTransformer = async (t, batch) => {
+      rollbackRunId ??= (await emergencyRollback(db.pool, target)).id;
+      return transform(t, batch);
+    };
+    await expect(
+      runRotation({ pool: db.pool, ...rotation, runId: run.id, transform: racing, settings: settings(), owner: 'p' }),
+    ).rejects.toBeInstanceOf(RunConflictError);
+    expect(rollbackRunId).not.toBe(run.id);
+    const moved = await db.pool.query(
+      `SELECT count(*)::int AS n FROM people WHERE email_key_version = $1 OR mobno_key_version = $1`,
+      [rotation.targetVersion],
+    );
+    expect(moved.rows[0]).toEqual({ n: 0 });
+    const committed = await db.pool.query(`SELECT coalesce(sum(batches_committed), 0)::int AS n FROM pgrekey.ranges WHERE run_id = $1`, [run.id]);
+    expect(committed.rows[0]).toEqual({ n: 0 });
+  }, 120_000);
+});
+
+describe('abandoning a run while a batch of it waits for a row lock', () => {
+  it('waits for that batch, and the abandoned run records the totals its ranges reached, that batch included', async () => {
+    const { db, target, transform, startRun, rotation } = await rotationOf('abandon_waits', 300);
+    const run = await startRun();
+    const holder = await db.pool.connect();
+    try {
+      // The application holds row 50: the first batch's compare-and-swap UPDATE waits for it (no lock timeout).
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM people WHERE id = 50 FOR UPDATE');
+      const rotating = runRotation({ pool: db.pool, ...rotation, runId: run.id, transform, settings: settings({ lockTimeoutMs: 0 }), owner: 'p' });
+      await waitForLockWait(db.pool, 'UPDATE %people% AS t SET %', rotating);
+      const abandoning = emergencyRollback(db.pool, target);
+      // The rollback must wait for the batch in flight (the batch holds a share lock on its run's row).
+      await waitForLockWait(db.pool, '%FROM "pgrekey".runs%FOR UPDATE%', abandoning);
+      await holder.query('COMMIT');
+      expect((await abandoning).id).not.toBe(run.id);
+      await expect(rotating).rejects.toBeInstanceOf(RunConflictError);
+    } finally {
+      holder.release();
+    }
+    const { rows } = await db.pool.query<{ recorded: number; ranges: number }>(
+      `SELECT r.rows_examined::int AS recorded, (SELECT sum(g.rows_examined)::int FROM pgrekey.ranges g WHERE g.run_id = r.id) AS ranges
+         FROM pgrekey.runs r WHERE r.id = $1`,
+      [run.id],
+    );
+    expect(rows[0]!.ranges).toBeGreaterThan(0);
+    expect(rows[0]!.recorded).toBe(rows[0]!.ranges);
+  }, 120_000);
+});
+
+describe('a range worker', () => {
+  it('renews its lease with every batch it commits', async () => {
+    const { db, transform, startRun, rotation } = await rotationOf('lease_renewed', 300);
+    const run = await startRun();
+    const seen: { rangeId: number; expiresUs: bigint }[] = [];
+    const watching: BatchTransformer = async (t, batch) => {
+      const { rows } = await db.pool.query<{ id: number; us: string }>(
+        `SELECT id::int, (extract(epoch FROM lease_expires_at) * 1000000)::bigint::text AS us FROM pgrekey.ranges WHERE run_id = $1 AND status = 'running'`,
+        [run.id],
+      );
+      seen.push({ rangeId: rows[0]!.id, expiresUs: BigInt(rows[0]!.us) });
+      return transform(t, batch);
+    };
+    const outcome = await runRotation({ pool: db.pool, ...rotation, runId: run.id, transform: watching, settings: settings(), owner: 'p' });
+    expect(outcome.status).toBe('succeeded');
+    // Before each later batch of the same range, its lease runs out later than before the batch before.
+    const pairs = seen.slice(1).map((after, i) => ({ before: seen[i]!, after })).filter((p) => p.before.rangeId === p.after.rangeId);
+    expect(pairs.length).toBeGreaterThan(0);
+    expect(pairs.filter((p) => p.after.expiresUs <= p.before.expiresUs)).toEqual([]);
   }, 120_000);
 });
