@@ -4,6 +4,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { afterAll, beforeAll, inject } from 'vitest';
 import { createPool } from '../../src/db/pool.js';
@@ -105,4 +106,30 @@ export function useTestDatabase(label?: string): { readonly current: TestDatabas
  */
 export async function asKeyVersionWriter(pool: pg.Pool, text: string, values: unknown[] = []): Promise<pg.QueryResult> {
   return withTransaction(pool, (client) => client.query(text, values), { writesKeyVersions: true });
+}
+
+/**
+ * Resolves once a session of `pool`'s database waits for a lock while running
+ * a statement like `like` (ILIKE), so a test acts while a command is provably
+ * blocked rather than after a guessed sleep. Only this database's sessions
+ * count: other test files share the server. Returns early if `until` (the
+ * command being watched) settles first; throws after `timeoutMs`.
+ */
+export async function waitForLockWait(
+  pool: pg.Pool,
+  like = '%',
+  options: { until?: Promise<unknown>; timeoutMs?: number } = {},
+): Promise<void> {
+  let settled = false;
+  void options.until?.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  const deadline = Date.now() + (options.timeoutMs ?? 20_000);
+  const waiting = `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE $1`;
+  while (!settled) {
+    if ((await pool.query(waiting, [like])).rowCount) return;
+    if (Date.now() > deadline) throw new Error(`no session waits on a lock running ${like}`);
+    await sleep(50);
+  }
 }

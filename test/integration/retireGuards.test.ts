@@ -7,13 +7,12 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { expect, it } from 'vitest';
 import { createCodec } from '../../src/crypto/createCodec.js';
 import { fingerprintSecret } from '../../src/crypto/fingerprint.js';
 import { generateKey } from '../../src/crypto/generateKey.js';
-import { asKeyVersionWriter } from '../helpers/database.js';
+import { asKeyVersionWriter, waitForLockWait } from '../helpers/database.js';
 import { bothKeysCodec, expectExit, OLD_SECRET, startCli, useFreshRotations } from '../helpers/rotationFixture.js';
 
 const fresh = useFreshRotations();
@@ -200,15 +199,3 @@ it('a wrong secret is refused even when the right one is registered while the co
   expect(runs.rows).toEqual([{ n: 0 }]);
 });
 
-/** Resolves once a session of this database waits on a lock while running a statement like `like`. */
-async function waitForLockWait(pool: pg.Pool, like: string): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    const { rowCount } = await pool.query(
-      `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE $1`,
-      [like],
-    );
-    if (rowCount) return;
-    await sleep(50);
-  }
-  throw new Error(`no session waits on a lock running ${like}`);
-}

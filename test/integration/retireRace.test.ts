@@ -4,27 +4,13 @@
  * retired key. A third session holding a lock on the runs table parks the
  * rotate inside its run-planning transaction, so the race is staged exactly.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { useTestDatabase } from '../helpers/database.js';
+import { useTestDatabase, waitForLockWait } from '../helpers/database.js';
 import { expectAllUnderKey, expectExit, prepareRotation, startCli, type RotationWorkspace } from '../helpers/rotationFixture.js';
 
 const db = useTestDatabase('retire_race');
 let ws: RotationWorkspace;
-
-/** Resolves once a session of this database waits on a lock while running a statement like `like`. */
-async function waitForLockWait(like: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const { rowCount } = await db.current.pool.query(
-      `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE $1`,
-      [like],
-    );
-    if (rowCount) return;
-    await sleep(50);
-  }
-  throw new Error(`no session waits on a lock running ${like}`);
-}
 
 beforeAll(async () => {
   ws = await prepareRotation(db.current.pool, db.current.url, 400);
@@ -41,9 +27,9 @@ it('a rollback rotation that starts while the old key is being retired keeps it 
     await blocker.query('BEGIN');
     await blocker.query('LOCK TABLE pgrekey.runs IN EXCLUSIVE MODE');
     const rotate = await startCli(ws, ['rotate', '--to', 'old', '--workers', '1', '--json']);
-    await waitForLockWait('%FROM "pgrekey".runs%FOR UPDATE%'); // planning, registry share-locked
+    await waitForLockWait(db.current.pool, '%FROM "pgrekey".runs%FOR UPDATE%'); // planning, registry share-locked
     const retire = await startCli(ws, ['keys', 'retire', 'old', '--json']);
-    await waitForLockWait('%LOCK TABLE "pgrekey".keys%'); // retire waits for the planning to commit
+    await waitForLockWait(db.current.pool, '%LOCK TABLE "pgrekey".keys%'); // retire waits for the planning to commit
     await blocker.query('COMMIT');
     const [rotated, retired] = await Promise.all([rotate.done, retire.done]);
     expect(rotated.code).toBe(0);

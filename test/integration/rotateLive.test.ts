@@ -15,6 +15,7 @@ import {
   useFreshRotations,
   waitForStderr,
 } from '../helpers/rotationFixture.js';
+import { waitForLockWait } from '../helpers/database.js';
 
 const freshRotation = useFreshRotations();
 
@@ -86,7 +87,9 @@ describe('stopping early', () => {
   it('--max-duration stops at a batch boundary with exit 75; the next run finishes', async () => {
     const ROWS = 10_000;
     const { db, ws } = await freshRotation('maxdur', ROWS);
-    const first = await ws.run(['rotate', '--batch-size', '100', '--max-rate', '2000', '--max-duration', '1s']);
+    // 3 s counted from the process start: long enough to rotate some rows on a loaded machine (start-up
+    // counts), short enough to stop before the end (--max-rate: at most ~6,000 of the 10,000 rows).
+    const first = await ws.run(['rotate', '--batch-size', '100', '--max-rate', '2000', '--max-duration', '3s']);
     expectExit(first, 75);
     expect(first.stdout).toMatch(/run "pg-rekey rotate --to new" again/);
     const done = await db.pool.query(`SELECT count(*)::int AS n FROM people WHERE email_key_version IS NOT NULL`);
@@ -155,11 +158,6 @@ describe('stopping during the start-up', () => {
       await blocker.query('ROLLBACK');
       blocker.release();
     };
-  }
-  /** Resolves once a pg-rekey session waits for a lock. */
-  async function waitForLockWait(pool: pg.Pool): Promise<void> {
-    const waiting = `SELECT 1 FROM pg_stat_activity WHERE application_name = 'pg-rekey' AND wait_event_type = 'Lock'`;
-    while ((await pool.query(waiting)).rowCount === 0) await sleep(100);
   }
   const rotationRuns = async (pool: pg.Pool) => (await pool.query(`SELECT count(*)::int AS n FROM pgrekey.runs WHERE kind = 'rotate'`)).rows[0].n;
 

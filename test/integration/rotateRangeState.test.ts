@@ -7,7 +7,6 @@
  * nothing. Driven through the library (runRotation) so the races can be
  * staged exactly.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { createPool } from '../../src/db/pool.js';
@@ -20,6 +19,7 @@ import type { BatchTransformer } from '../../src/rotation/rotateRange.js';
 import { transformBatch } from '../../src/rotation/transformBatch.js';
 import { resolveTarget, type ResolvedTarget } from '../../src/schema/resolveTarget.js';
 import { bothKeysCodec, countRewrites, expectAllUnderKey, expectEachRewrittenOnce, expectExit, useFreshRotations } from '../helpers/rotationFixture.js';
+import { waitForLockWait } from '../helpers/database.js';
 
 const fresh = useFreshRotations();
 
@@ -82,14 +82,6 @@ const emergencyRollback = (pool: pg.Pool, target: ResolvedTarget) =>
     },
     [target],
   );
-
-/** Resolves once a session of this test's database waits for a lock in a statement matching `like`, or `until` has settled. */
-async function waitForLockWait(pool: pg.Pool, like: string, until: Promise<unknown>): Promise<void> {
-  let settled = false;
-  void until.then(() => (settled = true), () => (settled = true));
-  const waiting = `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1`;
-  while (!settled && (await pool.query(waiting, [like])).rowCount === 0) await sleep(50);
-}
 
 /** The application renames row `id` (another column): a rotation that read the row before loses its compare-and-swap. */
 const renameRow = (pool: pg.Pool, id: number) => pool.query(`UPDATE people SET name = name || '!' WHERE id = $1`, [id]);
@@ -328,10 +320,10 @@ describe('abandoning a run while a batch of it waits for a row lock', () => {
       await holder.query('BEGIN');
       await holder.query('SELECT 1 FROM people WHERE id = 50 FOR UPDATE');
       const rotating = runRotation({ pool: db.pool, ...rotation, runId: run.id, transform, settings: settings({ lockTimeoutMs: 0 }), owner: 'p' });
-      await waitForLockWait(db.pool, 'UPDATE %people% AS t SET %', rotating);
+      await waitForLockWait(db.pool, 'UPDATE %people% AS t SET %', { until: rotating });
       const abandoning = emergencyRollback(db.pool, target);
       // The rollback must wait for the batch in flight (the batch holds a share lock on its run's row).
-      await waitForLockWait(db.pool, '%FROM "pgrekey".runs%FOR UPDATE%', abandoning);
+      await waitForLockWait(db.pool, '%FROM "pgrekey".runs%FOR UPDATE%', { until: abandoning });
       await holder.query('COMMIT');
       expect((await abandoning).id).not.toBe(run.id);
       await expect(rotating).rejects.toBeInstanceOf(RunConflictError);

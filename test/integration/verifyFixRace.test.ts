@@ -5,28 +5,14 @@
  * examines it. Staged exactly: the application's transaction holds the row
  * until verify's repair waits on it.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createCodec } from '../../src/crypto/createCodec.js';
-import { useTestDatabase } from '../helpers/database.js';
+import { useTestDatabase, waitForLockWait } from '../helpers/database.js';
 import { bothKeysCodec, expectExit, OLD_SECRET, prepareRotation, startCli, type RotationWorkspace } from '../helpers/rotationFixture.js';
 
 const db = useTestDatabase('verify_fix_race');
 let ws: RotationWorkspace;
-
-/** Resolves once a session of this database waits on a lock while running a statement like `like`. */
-async function waitForLockWait(like: string): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    const { rowCount } = await db.current.pool.query(
-      `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE $1`,
-      [like],
-    );
-    if (rowCount) return;
-    await sleep(50);
-  }
-  throw new Error(`no session waits on a lock running ${like}`);
-}
 
 beforeAll(async () => {
   ws = await prepareRotation(db.current.pool, db.current.url, 100);
@@ -48,7 +34,7 @@ it('a value written after verify read it keeps its unknown hint, and the next ro
     await app.query('BEGIN');
     await app.query(`UPDATE people SET email = $1 WHERE id = 7`, [oldHost.encrypt('second@example.com')]);
     verify = await startCli(ws, ['verify', '--fix-versions', '--json']);
-    await waitForLockWait('%UPDATE "public"."people" AS t SET%');
+    await waitForLockWait(db.current.pool, '%UPDATE "public"."people" AS t SET%');
     await app.query('COMMIT');
   } finally {
     await app.end();
