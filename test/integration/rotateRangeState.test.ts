@@ -12,8 +12,8 @@ import { describe, expect, it } from 'vitest';
 import { createPool } from '../../src/db/pool.js';
 import { RunConflictError } from '../../src/errors.js';
 import { startOrJoinRun } from '../../src/rotation/planRun.js';
-import { claimRangeSql, type ClaimedRange } from '../../src/rotation/rangesSql.js';
-import { runRotation, type RotationSettings } from '../../src/rotation/rotate.js';
+import { claimRangeSql, releaseRangeSql, type ClaimedRange } from '../../src/rotation/rangesSql.js';
+import { runRotation, type RotationOutcome, type RotationSettings } from '../../src/rotation/rotate.js';
 import { readRunStatus } from '../../src/rotation/runStatus.js';
 import type { BatchTransformer } from '../../src/rotation/rotateRange.js';
 import { transformBatch } from '../../src/rotation/transformBatch.js';
@@ -359,5 +359,75 @@ describe('a range worker', () => {
     const pairs = seen.slice(1).map((after, i) => ({ before: seen[i]!, after })).filter((p) => p.before.rangeId === p.after.rangeId);
     expect(pairs.length).toBeGreaterThan(0);
     expect(pairs.filter((p) => p.after.expiresUs <= p.before.expiresUs)).toEqual([]);
+  }, 120_000);
+});
+
+describe('a worker that stops after its range was taken over', () => {
+  it('releases nothing: the range stays leased to the worker that took it over, which finishes it', async () => {
+    const { db, transform, startRun, rotation } = await rotationOf('release_after_takeover', 300);
+    await countRewrites(db.pool);
+    const run = await startRun();
+    /** The range's lease as the database holds it (one range: 300 rows). */
+    const leaseNow = async () =>
+      (await db.pool.query<{ status: string; owner: string | null; token: string; expires: string | null }>(
+        `SELECT status, lease_owner AS owner, lease_token::text AS token, lease_expires_at::text AS expires
+           FROM pgrekey.ranges WHERE run_id = $1`,
+        [run.id],
+      )).rows;
+    // Worker B pauses in its first batch, holding the range it took over.
+    let bHolds!: () => void;
+    const bHoldsRange = new Promise<void>((resolve) => (bHolds = resolve));
+    let resumeB!: () => void;
+    const bPaused = new Promise<void>((resolve) => (resumeB = resolve));
+    let bCalls = 0;
+    const pausingB: BatchTransformer = async (t, batch) => {
+      if (++bCalls === 1) {
+        bHolds();
+        await bPaused;
+      }
+      return transform(t, batch);
+    };
+    const poolA = createPool(db.url);
+    let hostB: Promise<RotationOutcome> | undefined;
+    try {
+      // Worker A is stopped after its first batch. On its way to release the
+      // range it stalls past its lease (a GC pause), and B takes the range over.
+      const releaseText = releaseRangeSql('pgrekey', { id: 0, leaseToken: '' }).text;
+      let tokenA: string | undefined;
+      let heldByB: Awaited<ReturnType<typeof leaseNow>> | undefined;
+      const query = poolA.query.bind(poolA) as (...args: unknown[]) => Promise<unknown>;
+      (poolA as unknown as { query: (...args: unknown[]) => Promise<unknown> }).query = async (...args: unknown[]) => {
+        if ((args[0] as { text?: unknown }).text === releaseText && hostB === undefined) {
+          tokenA = (await leaseNow())[0]!.token;
+          await db.pool.query(`UPDATE pgrekey.ranges SET lease_expires_at = now() - interval '1 second' WHERE run_id = $1`, [run.id]);
+          hostB = runRotation({ pool: db.pool, ...rotation, runId: run.id, transform: pausingB, settings: settings(), owner: 'B' });
+          await Promise.race([bHoldsRange, hostB]);
+          heldByB = await leaseNow();
+        }
+        return query(...args);
+      };
+      const stopA = new AbortController();
+      const a = await runRotation({
+        pool: poolA, ...rotation, runId: run.id, transform, settings: settings(), owner: 'A', signal: stopA.signal,
+        onBatch: () => stopA.abort(),
+      });
+      const afterA = await leaseNow();
+      resumeB();
+      const b = await hostB!;
+
+      expect(a).toMatchObject({ status: 'stopped', changedHere: 100 });
+      expect(tokenA).toBeDefined();
+      expect(heldByB).toEqual([expect.objectContaining({ status: 'running', owner: 'B' })]);
+      expect(heldByB![0]!.token).not.toBe(tokenA);
+      // A's release (with its old token) left B's lease exactly as it was: owner, token, expiry.
+      expect(afterA).toEqual(heldByB);
+      expect(b).toMatchObject({ status: 'succeeded', examined: 300, changed: 300, changedHere: 200 });
+      await expectAllUnderKey(db.pool, 'new');
+      await expectEachRewrittenOnce(db.pool, 300);
+    } finally {
+      resumeB();
+      await hostB?.catch(() => undefined);
+      await poolA.end();
+    }
   }, 120_000);
 });
