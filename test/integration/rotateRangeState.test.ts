@@ -8,6 +8,7 @@
  * staged exactly.
  */
 import type pg from 'pg';
+import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { createPool } from '../../src/db/pool.js';
 import { RunConflictError } from '../../src/errors.js';
@@ -185,6 +186,31 @@ describe('a row whose other columns the application keeps updating', () => {
   }, 120_000);
 });
 
+/**
+ * Loses the reply to one COMMIT of a transaction on `pool` (pool.connect(), as
+ * withTransaction checks out a client): the first COMMIT while `when()` holds
+ * reaches the server and commits, then its caller sees the socket reset.
+ */
+function loseOneCommitReply(pool: pg.Pool, when: () => boolean = () => true): { readonly injected: boolean } {
+  const state = { injected: false };
+  const connect = pool.connect.bind(pool) as () => Promise<pg.PoolClient>;
+  (pool as unknown as { connect: (callback?: unknown) => unknown }).connect = async (callback?: unknown) => {
+    if (callback) return (connect as (cb: unknown) => void)(callback); // pool.query's own path
+    const client = await connect();
+    const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+    (client as unknown as { query: (...args: unknown[]) => Promise<unknown> }).query = async (...args: unknown[]) => {
+      const reply = await query(...args);
+      if (args[0] === 'COMMIT' && !state.injected && when()) {
+        state.injected = true;
+        throw Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+      }
+      return reply;
+    };
+    return client;
+  };
+  return state;
+}
+
 describe('a batch whose COMMIT reply was lost', () => {
   it('is not applied or counted twice when retried', async () => {
     const { db, transform, startRun, rotation } = await rotationOf('lost_commit_reply', 1000);
@@ -193,25 +219,10 @@ describe('a batch whose COMMIT reply was lost', () => {
     const pool = createPool(db.url);
     try {
       // The first COMMIT of a batch reaches the server; its reply "is lost" (the socket resets).
-      let injected = false;
-      const connect = pool.connect.bind(pool) as () => Promise<pg.PoolClient>;
-      (pool as unknown as { connect: (callback?: unknown) => unknown }).connect = async (callback?: unknown) => {
-        if (callback) return (connect as (cb: unknown) => void)(callback); // pool.query's own path
-        const client = await connect();
-        const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
-        (client as unknown as { query: (...args: unknown[]) => Promise<unknown> }).query = async (...args: unknown[]) => {
-          const reply = await query(...args);
-          if (args[0] === 'COMMIT' && !injected) {
-            injected = true;
-            throw Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
-          }
-          return reply;
-        };
-        return client;
-      };
+      const lost = loseOneCommitReply(pool);
       const run = await startRun();
       const outcome = await runRotation({ pool, ...rotation, runId: run.id, transform, settings: settings({ batchSize: 5000 }), owner: 'p' });
-      expect(injected).toBe(true);
+      expect(lost.injected).toBe(true);
       const failures = await db.pool.query(`SELECT row_key FROM pgrekey.failures WHERE run_id = $1`, [run.id]);
       expect({ examined: outcome.examined, failed: outcome.failed, failures: failures.rows }).toEqual({
         examined: 1000,
@@ -220,6 +231,53 @@ describe('a batch whose COMMIT reply was lost', () => {
       });
       const rewritten = await db.pool.query(`SELECT count(*)::int AS n FROM rewrites WHERE n <> 1`);
       expect(rewritten.rows[0]).toEqual({ n: 0 });
+    } finally {
+      await pool.end();
+    }
+  }, 120_000);
+
+  it('when it is not its range\'s last, leaves the worker on its range: the same lease goes on to the next batch, the range ends in the same run', async () => {
+    const { db, transform, startRun, rotation } = await rotationOf('lost_reply_mid_range', 300);
+    await countRewrites(db.pool);
+    const run = await startRun();
+    const pool = createPool(db.url);
+    try {
+      // The range (one: 300 rows, batches of 100) as each batch is transformed.
+      const seen: { batchesCommitted: number; owner: string | null; token: string }[] = [];
+      const watching: BatchTransformer = async (t, batch) => {
+        const { rows } = await db.pool.query<{ batchesCommitted: number; owner: string | null; token: string }>(
+          `SELECT batches_committed::int AS "batchesCommitted", lease_owner AS owner, lease_token::text AS token
+             FROM pgrekey.ranges WHERE run_id = $1`,
+          [run.id],
+        );
+        seen.push(...rows);
+        return transform(t, batch);
+      };
+      // The reply to the first batch's COMMIT is lost; two batches of rows are still to come.
+      const lost = loseOneCommitReply(pool, () => seen.length === 1);
+      // What the worker warns about. Should it think it lost its lease, the run
+      // is stopped at once (it would otherwise sit out its own 30 s lease).
+      const warnings: string[] = [];
+      const stop = new AbortController();
+      const logger = pino({ level: 'warn', base: undefined }, {
+        write: (line: string) => {
+          const { msg } = JSON.parse(line) as { msg: string };
+          warnings.push(msg);
+          if (msg.includes('lost the lease')) stop.abort();
+        },
+      });
+      const outcome = await runRotation({
+        pool, ...rotation, runId: run.id, transform: watching, settings: settings(), owner: 'p', logger, signal: stop.signal,
+      });
+      expect(lost.injected).toBe(true);
+      // The lost reply is retried once; the retry finds the batch committed and the worker carries on.
+      expect(warnings).toEqual(['transient database error, retrying']);
+      // Every batch after the lost reply runs under the lease the range was claimed with, one batch further each time.
+      const token = seen[0]!.token;
+      expect(seen).toEqual([0, 1, 2, 3].map((batchesCommitted) => ({ batchesCommitted, owner: 'p', token })));
+      expect(outcome).toMatchObject({ status: 'succeeded', examined: 300, changed: 300 });
+      await expectAllUnderKey(db.pool, 'new');
+      await expectEachRewrittenOnce(db.pool, 300);
     } finally {
       await pool.end();
     }
