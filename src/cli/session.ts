@@ -246,7 +246,7 @@ export async function withSession<T, Checked = undefined>(
       }
       // Re-checks the fingerprints under the registry lock, so a concurrent
       // registration with another secret is caught too.
-      registry = await registerConfiguredKeys(pool, config.schema, identities, actor, register === 'all' ? undefined : register);
+      ({ registry } = await registerConfiguredKeys(pool, config.schema, identities, actor, register === 'all' ? undefined : register));
     }
     checkStop();
     const keyrings = new Map<string, Promise<Keyring>>();

@@ -77,7 +77,9 @@ export function assertKeysMatch(configured: readonly KeyIdentity[], registered: 
  * Registers configured keys that the registry does not know yet, after checking
  * that every configured key matches its registration (nothing is written if one
  * does not). With no primary registered yet, the first configured key becomes it.
- * Each registration is recorded as an `add` run. Returns the registry afterwards.
+ * Each registration is recorded as an `add` run. Returns the registry afterwards
+ * and the ids this call registered: decided under the registry lock, so a key
+ * another process registered meanwhile is not reported as added here.
  */
 export async function registerConfiguredKeys(
   db: Queryable,
@@ -85,7 +87,7 @@ export async function registerConfiguredKeys(
   configured: readonly KeyIdentity[],
   actor: Actor,
   only?: readonly string[],
-): Promise<RegisteredKey[]> {
+): Promise<{ registry: RegisteredKey[]; added: string[] }> {
   return withTransaction(db, async (client) => {
     await client.query(lockKeysSql(schema));
     const registered = (await client.query<RegisteredKey>(selectKeysSql(schema))).rows;
@@ -108,7 +110,7 @@ export async function registerConfiguredKeys(
         }),
       );
     }
-    return registered;
+    return { registry: registered, added: toRegister.map((k) => k.id) };
   });
 }
 

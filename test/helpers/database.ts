@@ -109,16 +109,16 @@ export async function asKeyVersionWriter(pool: pg.Pool, text: string, values: un
 }
 
 /**
- * Resolves once a session of `pool`'s database waits for a lock while running
- * a statement like `like` (ILIKE), so a test acts while a command is provably
- * blocked rather than after a guessed sleep. Only this database's sessions
- * count: other test files share the server. Returns early if `until` (the
- * command being watched) settles first; throws after `timeoutMs`.
+ * Resolves once `sessions` (default 1) sessions of `pool`'s database wait for
+ * a lock while running a statement like `like` (ILIKE), so a test acts while
+ * a command is provably blocked rather than after a guessed sleep. Only this
+ * database's sessions count: other test files share the server. Returns early
+ * if `until` (the command being watched) settles first; throws after `timeoutMs`.
  */
 export async function waitForLockWait(
   pool: pg.Pool,
   like = '%',
-  options: { until?: Promise<unknown>; timeoutMs?: number } = {},
+  options: { until?: Promise<unknown>; timeoutMs?: number; sessions?: number } = {},
 ): Promise<void> {
   let settled = false;
   void options.until?.then(
@@ -126,9 +126,9 @@ export async function waitForLockWait(
     () => (settled = true),
   );
   const deadline = Date.now() + (options.timeoutMs ?? 20_000);
-  const waiting = `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE $1`;
+  const waiting = `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE $1`;
   while (!settled) {
-    if ((await pool.query(waiting, [like])).rowCount) return;
+    if ((await pool.query<{ n: number }>(waiting, [like])).rows[0]!.n >= (options.sessions ?? 1)) return;
     if (Date.now() > deadline) throw new Error(`no session waits on a lock running ${like}`);
     await sleep(50);
   }

@@ -70,14 +70,13 @@ export function addKeyLifecycleCommands(yargs: Argv, wrap: Wrap): Argv {
             throw new UsageError(`key ${argv.id} is not in the config file — add it to "keys" first`);
           }
           await assertKeysFitFormats(session);
-          const before = configured.registered;
-          const registry = await registerConfiguredKeys(session.pool, session.schema, session.keys, session.actor, [argv.id]);
+          const { registry, added } = await registerConfiguredKeys(session.pool, session.schema, session.keys, session.actor, [argv.id]);
           const key = registry.find((r) => r.keyId === argv.id)!;
-          const result = { key: key.keyId, version: key.version, fingerprint: key.fingerprint, primary: key.isPrimary, added: before === null };
+          const result = { key: key.keyId, version: key.version, fingerprint: key.fingerprint, primary: key.isPrimary, added: added.includes(key.keyId) };
           ctx.output.result(result, () =>
-            before
-              ? `Key ${key.keyId} is already registered (version ${key.version}, ${key.state}).`
-              : `Registered key ${key.keyId} as version ${key.version} (fingerprint ${key.fingerprint})${key.isPrimary ? ', primary: it is the first key' : ', decrypt-only'}.`,
+            result.added
+              ? `Registered key ${key.keyId} as version ${key.version} (fingerprint ${key.fingerprint})${key.isPrimary ? ', primary: it is the first key' : ', decrypt-only'}.`
+              : `Key ${key.keyId} is already registered (version ${key.version}, ${key.state}).`,
           );
           return ExitCode.OK;
         }),
