@@ -195,4 +195,16 @@ describe('audit trail', () => {
     expect(empty.out).toMatchObject({ ok: false, links: 0, problems: [{ kind: 'head', chainSeq: Number(head) }] });
     expect(empty.human).toContain(`the newest links (1–${head}) are missing: deleted`);
   });
+
+  it('history --verify names a finished run that is not in the chain (written with the CHECK dropped and triggers off)', async () => {
+    await tamper([
+      'ALTER TABLE pgrekey.runs DROP CONSTRAINT runs_chained_when_finished',
+      `INSERT INTO pgrekey.runs (kind, status, finished_at, reason) VALUES ('verify', 'succeeded', now(), 'forged')`,
+    ]);
+    const forged = (await db.current.pool.query<{ id: string }>(`SELECT id FROM pgrekey.runs WHERE reason = 'forged'`)).rows[0]!;
+    const result = await verifyChain();
+    expect(result.code).toBe(1);
+    expect(result.out.problems).toContainEqual(expect.objectContaining({ kind: 'unlinked', runId: Number(forged.id), chainSeq: null }));
+    expect(result.human).toContain(`run ${forged.id} is succeeded but not in the chain`);
+  });
 });
