@@ -18,7 +18,7 @@ import { transformBatch } from '../../rotation/transformBatch.js';
 import { CryptoPool, defaultCryptoThreads } from '../../rotation/cryptoPool.js';
 import type { BatchTransformer } from '../../rotation/rotateRange.js';
 import { ExitCode } from '../exitCodes.js';
-import { formatTable } from '../output.js';
+import { formatDryRun, formatOutcome } from './rotateReport.js';
 import { wholeNumberOption } from '../numberOptions.js';
 import { parseDuration } from '../parseDuration.js';
 import { createProgressReporter } from '../progressReporter.js';
@@ -360,59 +360,9 @@ async function rotateWith(
   }
 }
 
-/**
- * A value already under the target key whose key version was unknown (an
- * application wrote it) is counted from the target key itself: its ciphertext
- * stays as it is and only its key version is recorded. Said so in the tables.
- */
-function fromKeyLabel(source: string, targetKeyId: string): string {
-  return source === targetKeyId ? `${source} (already; key version set)` : source;
-}
-
 /** The key promoted most recently before `targetKeyId` became the primary, if any. */
 function previousPrimary(registry: readonly RegisteredKey[], targetKeyId: string): RegisteredKey | undefined {
   return registry
     .filter((k) => k.keyId !== targetKeyId && k.promotedAt !== null)
     .sort((a, b) => b.promotedAt!.getTime() - a.promotedAt!.getTime())[0];
-}
-
-function formatOutcome(targetKeyId: string, o: RotationOutcome): string {
-  const rows: unknown[][] = [];
-  for (const [target, columns] of Object.entries(o.bySource)) {
-    for (const [column, sources] of Object.entries(columns)) {
-      for (const [source, n] of Object.entries(sources)) rows.push([`${target}.${column}`, fromKeyLabel(source, targetKeyId), n]);
-    }
-  }
-  const seconds = o.durationMs / 1000;
-  const verdict = {
-    succeeded:
-      o.conflicted > 0
-        ? `Rotation complete but for ${o.conflicted} row(s) the application kept rewriting meanwhile; run "pg-rekey rotate --to ${targetKeyId}" again to rotate them.`
-        : 'Rotation complete.',
-    failed: `Rotation finished with ${o.failed} value(s) that could not be decrypted — see "pg-rekey status --run ${o.runId}".`,
-    // With --to: the run may go to a key that is not (or no longer) the primary.
-    stopped: `Stopped early at a batch boundary; run "pg-rekey rotate --to ${targetKeyId}" again to continue.`,
-    aborted: 'Aborted at the first undecryptable value (--on-error abort).',
-  }[o.status];
-  return [
-    `Run ${o.runId} → key ${targetKeyId}: ${o.status}`,
-    rows.length > 0 ? formatTable(['COLUMN', 'FROM KEY', 'VALUES CHANGED'], rows) : '(no values changed)',
-    `examined ${o.examined} rows · skipped ${o.skipped} NULL/empty values · failed ${o.failed} · conflicts left ${o.conflicted}`,
-    `this process: ${o.changedHere} rows changed in ${seconds.toFixed(1)} s (${Math.round(o.changedHere / Math.max(seconds, 0.001))} rows/s)`,
-    verdict,
-  ].join('\n');
-}
-
-function formatDryRun(targetKeyId: string, reports: DryRunTargetReport[]): string {
-  const lines = [`Dry run to key ${targetKeyId}: nothing was written.`];
-  for (const r of reports) {
-    const rows: unknown[][] = [];
-    for (const [column, sources] of Object.entries(r.wouldChange)) {
-      for (const [source, n] of Object.entries(sources)) rows.push([column, fromKeyLabel(source, targetKeyId), n]);
-    }
-    lines.push(`\n${r.target}: ${r.examined} rows examined, ${r.skipped} NULL/empty values skipped, ${r.alreadyDone} already under ${targetKeyId}`);
-    lines.push(rows.length > 0 ? formatTable(['COLUMN', 'FROM KEY', 'WOULD CHANGE'], rows) : '(nothing would change)');
-    for (const f of r.failures) lines.push(`  would fail: ${f.column} at ${JSON.stringify(f.rowKey)}: ${f.reason}`);
-  }
-  return lines.join('\n');
 }
