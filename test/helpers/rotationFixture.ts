@@ -48,6 +48,13 @@ export async function prepareRotation(pool: pg.Pool, databaseUrl: string, rows: 
   return ws;
 }
 
+/** Registers "old", rotates every value to "new" and passes `verify --without old`: the retire gate for "old" is open. */
+export async function openRetireGate(ws: RotationWorkspace): Promise<void> {
+  expectExit(await ws.run(['keys', 'add', 'old']), 0);
+  expectExit(await ws.run(['rotate']), 0);
+  expectExit(await ws.run(['verify', '--without', 'old']), 0);
+}
+
 /** Decrypts every row and checks it holds its original plaintexts under `keyId`, with a matching key version. */
 export async function expectAllUnderKey(pool: pg.Pool, keyId: string, schema = 'pgrekey'): Promise<number> {
   const codec = await bothKeysCodec();

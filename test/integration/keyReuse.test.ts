@@ -7,16 +7,14 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { useTestDatabase } from '../helpers/database.js';
-import { expectExit, OLD_SECRET, prepareRotation, type RotationWorkspace } from '../helpers/rotationFixture.js';
+import { expectExit, OLD_SECRET, openRetireGate, prepareRotation, type RotationWorkspace } from '../helpers/rotationFixture.js';
 
 const db = useTestDatabase('key_reuse');
 let ws: RotationWorkspace;
 
 beforeAll(async () => {
   ws = await prepareRotation(db.current.pool, db.current.url, 50);
-  expectExit(await ws.run(['keys', 'add', 'old']), 0);
-  expectExit(await ws.run(['rotate']), 0);
-  expectExit(await ws.run(['verify', '--without', 'old']), 0);
+  await openRetireGate(ws);
   expectExit(await ws.run(['keys', 'retire', 'old', '--reason', 'leaked']), 0);
   // The next quarter's key, whose secret is by mistake the leaked one.
   const file = path.join(ws.dir, 'pg-rekey.config.json');

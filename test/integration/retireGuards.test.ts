@@ -12,7 +12,7 @@ import { expect, it } from 'vitest';
 import { createCodec } from '../../src/crypto/createCodec.js';
 import { generateKey } from '../../src/crypto/generateKey.js';
 import { asKeyVersionWriter, waitForLockWait } from '../helpers/database.js';
-import { bothKeysCodec, expectExit, OLD_SECRET, startCli, useFreshRotations } from '../helpers/rotationFixture.js';
+import { bothKeysCodec, expectExit, OLD_SECRET, openRetireGate, startCli, useFreshRotations } from '../helpers/rotationFixture.js';
 
 const fresh = useFreshRotations();
 
@@ -22,9 +22,7 @@ const oldKeyOnly = () => createCodec({ format: 'django-fernet-v1', keys: [{ id: 
 /** The reference workload rotated to "new", with a passed retirement rehearsal for "old": the gate is open. */
 async function gateOpen(label: string) {
   const { db, ws } = await fresh(label, 100);
-  expectExit(await ws.run(['keys', 'add', 'old']), 0);
-  expectExit(await ws.run(['rotate']), 0);
-  expectExit(await ws.run(['verify', '--without', 'old']), 0);
+  await openRetireGate(ws);
   const oldState = async () => (await db.pool.query(`SELECT state FROM pgrekey.keys WHERE key_id = 'old'`)).rows[0].state as string;
   return { db, ws, oldState };
 }

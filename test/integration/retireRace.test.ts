@@ -7,16 +7,14 @@
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { useTestDatabase, waitForLockWait } from '../helpers/database.js';
-import { expectAllUnderKey, expectExit, prepareRotation, startCli, type RotationWorkspace } from '../helpers/rotationFixture.js';
+import { expectAllUnderKey, expectExit, openRetireGate, prepareRotation, type RotationWorkspace, startCli } from '../helpers/rotationFixture.js';
 
 const db = useTestDatabase('retire_race');
 let ws: RotationWorkspace;
 
 beforeAll(async () => {
   ws = await prepareRotation(db.current.pool, db.current.url, 400);
-  expectExit(await ws.run(['keys', 'add', 'old']), 0);
-  expectExit(await ws.run(['rotate']), 0);
-  expectExit(await ws.run(['verify', '--without', 'old']), 0); // the retire gate is open
+  await openRetireGate(ws);
 });
 afterAll(() => ws?.cleanup());
 

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createCodec } from '../../src/crypto/createCodec.js';
 import { useTestDatabase } from '../helpers/database.js';
-import { bothKeysCodec, expectExit, OLD_SECRET, prepareRotation, type RotationWorkspace } from '../helpers/rotationFixture.js';
+import { bothKeysCodec, expectExit, OLD_SECRET, openRetireGate, prepareRotation, type RotationWorkspace } from '../helpers/rotationFixture.js';
 
 const db = useTestDatabase('stale_hints');
 let ws: RotationWorkspace;
@@ -18,9 +18,7 @@ const oldKeyOnly = () => createCodec({ format: 'django-fernet-v1', keys: [{ id: 
 
 beforeAll(async () => {
   ws = await prepareRotation(db.current.pool, db.current.url, 200);
-  expectExit(await ws.run(['keys', 'add', 'old']), 0);
-  expectExit(await ws.run(['rotate']), 0);
-  expectExit(await ws.run(['verify', '--without', 'old']), 0); // the retire gate is open
+  await openRetireGate(ws);
 });
 afterAll(() => ws?.cleanup());
 
