@@ -80,9 +80,33 @@ async function resolveFile(keyId: string, path: string, baseDir: string): Promis
     const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
     throw new KeySourceError(keyId, `key ${keyId}: cannot read secret file ${fullPath} (${code})`);
   }
-  const secret = text.trim();
-  if (secret.length === 0) throw new KeySourceError(keyId, `key ${keyId}: secret file ${fullPath} is empty`);
+  const secret = withoutTrailingLineBreaks(text);
+  if (secret.trim().length === 0) throw new KeySourceError(keyId, `key ${keyId}: secret file ${fullPath} is empty`);
+  assertNoSurroundingWhitespace(keyId, secret, `secret file ${fullPath}`);
   return secret;
+}
+
+/**
+ * The secret a file or command holds: its text without the trailing line
+ * breaks, as `$(cat file)` gives it to an application's environment.
+ */
+function withoutTrailingLineBreaks(text: string): string {
+  return text.replace(/[\r\n]+$/, '');
+}
+
+/**
+ * Refuses a secret that starts or ends with whitespace other than a final line
+ * break: whether the application keeps or strips it cannot be known, and a
+ * guess the other way would encrypt every value under a key the application
+ * does not have. (A Django SECRET_KEY is any string, so nothing else catches it.)
+ */
+function assertNoSurroundingWhitespace(keyId: string, secret: string, where: string): void {
+  if (secret.trim() !== secret) {
+    throw new KeySourceError(
+      keyId,
+      `key ${keyId}: ${where} has whitespace before or after the secret: remove it (pg-rekey does not guess whether your application keeps it)`,
+    );
+  }
 }
 
 function resolveCommand(
@@ -120,9 +144,14 @@ function resolveCommand(
       if (tooLarge) return fail(`printed more than ${MAX_COMMAND_OUTPUT} bytes`);
       if (signal !== null) return fail(`was killed by ${signal}${signal === 'SIGTERM' ? ` (timeout ${timeoutMs} ms?)` : ''}`);
       if (status !== 0) return fail(`exited with status ${status}`);
-      const secret = output.toString('utf8').trim();
+      const secret = withoutTrailingLineBreaks(output.toString('utf8'));
       output.fill(0);
-      if (secret.length === 0) return fail('printed nothing');
+      if (secret.trim().length === 0) return fail('printed nothing');
+      try {
+        assertNoSurroundingWhitespace(keyId, secret, 'the secret command\'s output');
+      } catch (err) {
+        return reject(err as Error);
+      }
       resolve(secret);
     });
   });

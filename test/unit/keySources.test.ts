@@ -7,7 +7,9 @@ import { KeySourceError, resolveKeys, resolveSecret } from '../../src/index.js';
 let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'pg-rekey-keys-'));
-  await writeFile(join(dir, 'good.key'), '  s3cret-from-file\n');
+  await writeFile(join(dir, 'good.key'), 's3cret from file\r\n');
+  await writeFile(join(dir, 'padded.key'), '  s3cret-from-file\n');
+  await writeFile(join(dir, 'trailing-space.key'), 's3cret-from-file \n');
   await writeFile(join(dir, 'empty.key'), ' \n');
   await writeFile(join(dir, 'locked.key'), 'x');
   await chmod(join(dir, 'locked.key'), 0o000);
@@ -38,9 +40,17 @@ describe('resolveSecret', () => {
     expect((await failure('env:EMPTY', { EMPTY: '' })).message).toContain('EMPTY is empty');
   });
 
-  it('reads file: relative to baseDir and trims surrounding whitespace', async () => {
-    expect(await resolveSecret('file:good.key', { keyId: 'k', baseDir: dir })).toBe('s3cret-from-file');
-    expect(await resolveSecret(`file:${join(dir, 'good.key')}`, { keyId: 'k', baseDir: '/' })).toBe('s3cret-from-file');
+  it('reads file: relative to baseDir without its trailing line break', async () => {
+    expect(await resolveSecret('file:good.key', { keyId: 'k', baseDir: dir })).toBe('s3cret from file');
+    expect(await resolveSecret(`file:${join(dir, 'good.key')}`, { keyId: 'k', baseDir: '/' })).toBe('s3cret from file');
+  });
+  it('refuses a file: or cmd: secret with whitespace around it, never guessing whether the application keeps it', async () => {
+    for (const ref of ['file:padded.key', 'file:trailing-space.key', 'cmd:printf " tok\\n"', 'cmd:printf "tok\\t"']) {
+      const e = await failure(ref);
+      expect(e.message).toContain('whitespace before or after the secret');
+      expect(e.message).not.toContain('tok');
+      expect(e.message).not.toContain('s3cret');
+    }
   });
   it('reports missing, empty and unreadable files', async () => {
     expect((await failure('file:missing.key')).message).toMatch(/cannot read .*missing\.key \(ENOENT\)/);
@@ -51,7 +61,7 @@ describe('resolveSecret', () => {
     expect((await failure('file:.')).message).toContain('EISDIR');
   });
 
-  it('runs cmd: with /bin/sh in baseDir with the given env, trimming output', async () => {
+  it('runs cmd: with /bin/sh in baseDir with the given env, without the trailing line break', async () => {
     const out = await resolveSecret('cmd:printf "%s\\n" "$TOKEN-$(basename "$PWD")"', {
       keyId: 'k',
       baseDir: dir,
@@ -90,7 +100,7 @@ describe('resolveSecret', () => {
     );
     expect(keys).toEqual([
       { id: 'new', secret: 'aaa' },
-      { id: 'old', secret: 's3cret-from-file' },
+      { id: 'old', secret: 's3cret from file' },
     ]);
   });
 });
