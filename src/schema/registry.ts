@@ -1,4 +1,4 @@
-import { quoteIdent } from '../db/quote.js';
+import { formatQualifiedName, quoteIdent } from '../db/quote.js';
 import { sql, type Sql } from '../db/sql.js';
 import { withTransaction, type Queryable } from '../db/withTransaction.js';
 import { KeyMismatchError, UsageError } from '../errors.js';
@@ -192,7 +192,11 @@ export async function retireKey(
     const referencing = usage.filter((u) => (u.byKey[keyId] ?? 0) > 0);
     const unknown = usage.filter((u) => u.unknown > 0);
     // Under the keys lock taken above, so no promotion can land between this check and the retire.
-    const gate = await checkRetireGate(client, schema, keyId, usage.map((u) => `${u.target}.${u.column}`));
+    // The columns are named as verify records those it read (its targets' names
+    // quoted where SQL needs it, as ResolvedTarget.name), not as the config
+    // spells them: otherwise no rehearsal of a table like "People" would ever match.
+    const columns = targets.flatMap((t) => t.columns.map((c) => `${formatQualifiedName({ schema: t.schema, name: t.table })}.${c}`));
+    const gate = await checkRetireGate(client, schema, keyId, columns);
     const refused = referencing.length > 0 || unknown.length > 0 || !gate.satisfied;
     if (!refused) {
       await client.query(

@@ -1,0 +1,65 @@
+/**
+ * Targets whose names need quoting in SQL — mixed case, spaces, dots, double
+ * quotes, multibyte characters, keywords, a schema that is not on the
+ * search_path — through the whole lifecycle a DBA runs: target add, migrate
+ * up, rotate, verify, the retirement rehearsal, keys retire, migrate down.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { useTestDatabase } from '../helpers/database.js';
+import { bothKeysCodec, createWorkspace, expectExit, type RotationWorkspace } from '../helpers/rotationFixture.js';
+
+const db = useTestDatabase('target_identifiers');
+let ws: RotationWorkspace;
+const ROWS = 30;
+
+beforeAll(async () => {
+  const codec = await bothKeysCodec();
+  const values = Array.from({ length: ROWS }, (_, i) => codec.encrypt(`user${i}@example.com`, { keyId: 'old' }));
+  await db.current.pool.query(`
+    CREATE SCHEMA "Billing Dept";
+    CREATE TABLE "Billing Dept"."Card.Holders ""EU""" ("User" int PRIMARY KEY, "E-mail" text, "émail_é" text, "select" text);`);
+  await db.current.pool.query(
+    `INSERT INTO "Billing Dept"."Card.Holders ""EU""" SELECT i, v, v, v FROM unnest($1::text[]) WITH ORDINALITY AS u(v, i)`,
+    [values],
+  );
+  ws = await createWorkspace(db.current.url);
+  expectExit(await ws.run(['migrate', 'up']), 0);
+}, 60_000);
+
+afterAll(async () => {
+  await ws?.cleanup();
+});
+
+it('a table, schema and columns whose names need quoting go from target add to keys retire and migrate down', async () => {
+  const table = `"Billing Dept"."Card.Holders ""EU"""`;
+  expectExit(await ws.run(['target', 'add', '--table', table, '--columns', 'E-mail,émail_é,select', '--format', 'django-fernet-v1']), 0);
+  expectExit(await ws.run(['migrate', 'up']), 0);
+  expectExit(await ws.run(['keys', 'add', 'old']), 0);
+  expectExit(await ws.run(['rotate', '--batch-size', '7']), 0);
+  expectExit(await ws.run(['verify']), 0);
+  expectExit(await ws.run(['verify', '--without', 'old']), 0);
+
+  // The rehearsal above read every column: it must open the retire gate.
+  const retire = await ws.run(['keys', 'retire', 'old', '--json']);
+  expectExit(retire, 0);
+  const state = await db.current.pool.query(`SELECT state FROM pgrekey.keys WHERE key_id = 'old'`);
+  expect(state.rows).toEqual([{ state: 'retired' }]);
+
+  const codec = await bothKeysCodec();
+  const { rows } = await db.current.pool.query<{ id: number; a: string; b: string; c: string }>(
+    `SELECT "User" AS id, "E-mail" AS a, "émail_é" AS b, "select" AS c FROM ${table} ORDER BY 1`,
+  );
+  expect(rows).toHaveLength(ROWS);
+  for (const row of rows) {
+    for (const value of [row.a, row.b, row.c]) {
+      expect(codec.decrypt(value)).toMatchObject({ plaintext: `user${row.id - 1}@example.com`, keyId: 'new' });
+    }
+  }
+
+  expectExit(await ws.run(['migrate', 'down']), 0);
+  const left = await db.current.pool.query(
+    `SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
+    [table],
+  );
+  expect(left.rows.map((r) => r.attname)).toEqual(['User', 'E-mail', 'émail_é', 'select']);
+}, 120_000);
