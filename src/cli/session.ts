@@ -111,7 +111,7 @@ export interface ChosenTargets {
 export function checkChosenTargets(filters: readonly string[] | undefined): NonNullable<SessionOptions<ChosenTargets>['checkBeforeWriting']> {
   return async (pool, config) => {
     const { chosen, partial } = selectTargets(config.targets, filters);
-    return { targets: await resolveTargets(pool, chosen), partial };
+    return { targets: await resolveTargets(pool, chosen, config.schema), partial };
   };
 }
 

@@ -210,6 +210,22 @@ export async function assertWholeTableVisible(client: Queryable, table: TableInf
   }
 }
 
+/**
+ * The columns of a relation that have a foreign key to `registrySchema`.keys:
+ * the key-version columns a target migration added to it (the migration adds
+ * each column and its foreign key in one statement, so one never exists without the other).
+ */
+export function selectRegistryReferencingColumnsSql(oid: number, registrySchema: string): Sql {
+  return sql(
+    `SELECT a.attname AS name
+       FROM pg_catalog.pg_constraint c
+       JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+      WHERE c.conrelid = $1 AND c.contype = 'f'
+        AND c.confrelid = to_regclass(format('%I.keys', $2::text))`,
+    [oid, registrySchema],
+  );
+}
+
 /** The logical-replication publications that publish the table (directly, FOR ALL TABLES or by schema). */
 export function selectPublicationsSql(qualified: QualifiedName): Sql {
   return sql(

@@ -1,7 +1,14 @@
 import type { FormatId } from '../config/configSchema.js';
 import type { TargetConfig } from '../config/loadConfig.js';
-import { assertColumn, assertRelationExists, assertWholeTableVisible, type ColumnInfo, type TableInfo } from '../db/catalog.js';
-import { formatQualifiedName } from '../db/quote.js';
+import {
+  assertColumn,
+  assertRelationExists,
+  assertWholeTableVisible,
+  selectRegistryReferencingColumnsSql,
+  type ColumnInfo,
+  type TableInfo,
+} from '../db/catalog.js';
+import { formatIdent, formatQualifiedName } from '../db/quote.js';
 import type { Queryable } from '../db/withTransaction.js';
 import { TargetError } from '../errors.js';
 import { keyVersionColumn } from './keyUsage.js';
@@ -65,15 +72,35 @@ function chooseKey(table: TableInfo, requested: readonly string[] | undefined): 
 }
 
 /**
+ * Refuses a `<column>_key_version` that exists but is not a key-version column
+ * (no foreign key to the registry): the application's own column of that name.
+ * The target migration's ADD COLUMN IF NOT EXISTS would adopt it, the rotator
+ * would overwrite its values, and "migrate down" would drop it with its data.
+ */
+async function assertVersionColumnsOurs(db: Queryable, table: TableInfo, columns: readonly EncryptedColumn[], registrySchema: string): Promise<void> {
+  if (!columns.some((c) => c.hasVersionColumn)) return;
+  const ours = new Set((await db.query<{ name: string }>(selectRegistryReferencingColumnsSql(table.oid, registrySchema))).rows.map((r) => r.name));
+  const foreign = columns.find((c) => c.hasVersionColumn && !ours.has(c.versionColumn));
+  if (foreign) {
+    throw new TargetError(
+      `${formatQualifiedName(table)} already has a column ${formatIdent(foreign.versionColumn)} that is not a pg-rekey key-version column ` +
+        `(no foreign key to ${formatIdent(registrySchema)}.keys): pg-rekey would overwrite it, and "migrate down" would drop it — ` +
+        `rename that column, then run the command again`,
+    );
+  }
+}
+
+/**
  * Resolves a configured target against pg_catalog: the table exists, the key
- * is a unique NOT NULL key, the encrypted columns are text, and a read of it
+ * is a unique NOT NULL key, the encrypted columns are text, their key-version
+ * columns, where they exist, are pg-rekey's, and a read of it
  * sees exactly its rows (assertWholeTableVisible). `requireVersionColumns`
  * additionally demands the target migration has been applied.
  */
 export async function resolveTarget(
   db: Queryable,
   target: TargetConfig,
-  options: { requireVersionColumns: boolean },
+  options: { requireVersionColumns: boolean; registrySchema: string },
 ): Promise<ResolvedTarget> {
   const table = await assertRelationExists(db, { schema: target.schema, name: target.table });
   const where = formatQualifiedName(table);
@@ -94,13 +121,14 @@ export async function resolveTarget(
     }
     return { name, versionColumn, hasVersionColumn, maxLength: column.maxLength };
   });
+  await assertVersionColumnsOurs(db, table, columns, options.registrySchema);
   await assertWholeTableVisible(db, table);
   return { name: where, schema: target.schema, table: target.table, key, columns, format: target.format };
 }
 
 /** resolveTarget for each of `targets`, in order, demanding their version columns (rotate, verify, keys retire). */
-export async function resolveTargets(db: Queryable, targets: readonly TargetConfig[]): Promise<ResolvedTarget[]> {
+export async function resolveTargets(db: Queryable, targets: readonly TargetConfig[], registrySchema: string): Promise<ResolvedTarget[]> {
   const resolved: ResolvedTarget[] = [];
-  for (const t of targets) resolved.push(await resolveTarget(db, t, { requireVersionColumns: true }));
+  for (const t of targets) resolved.push(await resolveTarget(db, t, { requireVersionColumns: true, registrySchema }));
   return resolved;
 }

@@ -118,7 +118,7 @@ describe('rotate with bad rows', () => {
     const emailOf = async (id: number) =>
       (await db.current.pool.query<{ email: string }>('SELECT email FROM people WHERE id = $1', [id])).rows[0]!.email;
     const setup = async () => {
-      const target = await resolveTarget(db.current.pool, { schema: 'public', table: 'people', key: undefined, columns: ['email', 'mobno'], format: 'django-fernet-v1' }, { requireVersionColumns: true });
+      const target = await resolveTarget(db.current.pool, { schema: 'public', table: 'people', key: undefined, columns: ['email', 'mobno'], format: 'django-fernet-v1' }, { requireVersionColumns: true, registrySchema: 'pgrekey' });
       const version: number = (await db.current.pool.query(`SELECT version FROM pgrekey.keys WHERE key_id = 'new'`)).rows[0].version;
       const codec = await bothKeysCodec();
       return { target, version, ours: codec.encrypt('ours@example.com', { keyId: 'new' }), codec };

@@ -42,7 +42,7 @@ async function rotationOf(label: string, rows: number) {
   const target: ResolvedTarget = await resolveTarget(
     db.pool,
     { schema: 'public', table: 'people', key: undefined, columns: ['email', 'mobno'], format: 'django-fernet-v1' },
-    { requireVersionColumns: true },
+    { requireVersionColumns: true, registrySchema: 'pgrekey' },
   );
   const version = (await db.pool.query<{ version: number }>(`SELECT version FROM pgrekey.keys WHERE key_id = 'new'`)).rows[0]!.version;
   const codec = await bothKeysCodec();

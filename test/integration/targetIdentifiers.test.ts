@@ -2,8 +2,13 @@
  * Targets whose names need quoting in SQL — mixed case, spaces, dots, double
  * quotes, multibyte characters, keywords, a schema that is not on the
  * search_path — through the whole lifecycle a DBA runs: target add, migrate
- * up, rotate, verify, the retirement rehearsal, keys retire, migrate down.
+ * up, rotate, verify, the retirement rehearsal, keys retire, migrate down —
+ * and a table that already has a column of the name pg-rekey would give its
+ * key-version column.
  */
+import { existsSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { useTestDatabase } from '../helpers/database.js';
 import { bothKeysCodec, createWorkspace, expectExit, type RotationWorkspace } from '../helpers/rotationFixture.js';
@@ -17,11 +22,14 @@ beforeAll(async () => {
   const values = Array.from({ length: ROWS }, (_, i) => codec.encrypt(`user${i}@example.com`, { keyId: 'old' }));
   await db.current.pool.query(`
     CREATE SCHEMA "Billing Dept";
-    CREATE TABLE "Billing Dept"."Card.Holders ""EU""" ("User" int PRIMARY KEY, "E-mail" text, "émail_é" text, "select" text);`);
+    CREATE TABLE "Billing Dept"."Card.Holders ""EU""" ("User" int PRIMARY KEY, "E-mail" text, "émail_é" text, "select" text);
+    CREATE TABLE public.accounts (id int PRIMARY KEY, email text, email_key_version integer);`);
   await db.current.pool.query(
     `INSERT INTO "Billing Dept"."Card.Holders ""EU""" SELECT i, v, v, v FROM unnest($1::text[]) WITH ORDINALITY AS u(v, i)`,
     [values],
   );
+  // The application's own record of which of its keys encrypted email.
+  await db.current.pool.query(`INSERT INTO public.accounts SELECT i, v, 3 FROM unnest($1::text[]) WITH ORDINALITY AS u(v, i)`, [values]);
   ws = await createWorkspace(db.current.url);
   expectExit(await ws.run(['migrate', 'up']), 0);
 }, 60_000);
@@ -29,6 +37,11 @@ beforeAll(async () => {
 afterAll(async () => {
   await ws?.cleanup();
 });
+
+const migrationFiles = async () => {
+  const dir = path.join(ws.dir, 'migrations');
+  return existsSync(dir) ? (await readdir(dir)).sort() : [];
+};
 
 it('a table, schema and columns whose names need quoting go from target add to keys retire and migrate down', async () => {
   const table = `"Billing Dept"."Card.Holders ""EU"""`;
@@ -63,3 +76,17 @@ it('a table, schema and columns whose names need quoting go from target add to k
   );
   expect(left.rows.map((r) => r.attname)).toEqual(['User', 'E-mail', 'émail_é', 'select']);
 }, 120_000);
+
+it("target add refuses a table whose <column>_key_version is the application's own column, and writes nothing", async () => {
+  const configBefore = await readFile(path.join(ws.dir, 'pg-rekey.config.json'), 'utf8');
+  const migrationsBefore = await migrationFiles();
+  const added = await ws.run(['target', 'add', '--table', 'public.accounts', '--columns', 'email', '--format', 'django-fernet-v1']);
+  // Accepted, its migration would adopt the column (ADD COLUMN IF NOT EXISTS),
+  // rotate would overwrite the application's values, and migrate down would drop them.
+  expectExit(added, 2);
+  expect(added.stderr).toContain('public.accounts already has a column email_key_version that is not a pg-rekey key-version column');
+  expect(await readFile(path.join(ws.dir, 'pg-rekey.config.json'), 'utf8')).toBe(configBefore);
+  expect(await migrationFiles()).toEqual(migrationsBefore);
+  const kept = await db.current.pool.query(`SELECT count(*)::int AS n FROM public.accounts WHERE email_key_version = 3`);
+  expect(kept.rows).toEqual([{ n: ROWS }]);
+});

@@ -84,7 +84,7 @@ export function targetCommand(wrap: Wrap): CommandModule {
             if (format === undefined) throw new UsageError('--format is required for a table that is not configured yet');
             // Checks the table against pg_catalog: exit 2 for a missing table, no usable key, a non-text column.
             const { resolved, partitions, publications } = await withSession(ctx, { keys: false }, async (session) => {
-              const resolved = await resolveTarget(session.pool, { schema, table, key, columns, format }, { requireVersionColumns: false });
+              const resolved = await resolveTarget(session.pool, { schema, table, key, columns, format }, { requireVersionColumns: false, registrySchema: config.schema });
               // A partitioned table's migration indexes each partition (exit 2 where that cannot work).
               const info = await assertRelationExists(session.pool, { schema, name: table });
               const partitions = info.kind === 'partitioned table' ? await findPartitions(session.pool, info) : undefined;
