@@ -76,7 +76,11 @@ export function selectColumnsSql(oid: number): Sql {
  * Unique indexes whose key columns are all NOT NULL. Partial and expression
  * indexes are excluded (a keyset over them would skip rows), as are invalid
  * ones (a failed CREATE INDEX CONCURRENTLY leaves an index that enforces
- * nothing). Columns come in index order, which is the keyset's order.
+ * nothing), and those whose collation differs from a column's nondeterministic
+ * one: the keyset compares by the column's collation, under which the index
+ * lets two rows ('h1', 'H1' for a case-insensitive one) share a key, so a read
+ * would skip one and the write by key would give it the other's value.
+ * Columns come in index order, which is the keyset's order.
  */
 export function selectUniqueKeysSql(oid: number): Sql {
   return sql(
@@ -93,7 +97,9 @@ export function selectUniqueKeysSql(oid: number): Sql {
               SELECT 1
                 FROM generate_series(0, i.indnkeyatts - 1) AS k(pos)
                 LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[k.pos]
-               WHERE a.attnum IS NULL OR NOT a.attnotnull)
+                LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
+               WHERE a.attnum IS NULL OR NOT a.attnotnull
+                  OR (i.indcollation[k.pos] <> a.attcollation AND NOT co.collisdeterministic))
       ORDER BY i.indisprimary DESC, ic.relname`,
     [oid],
   );
