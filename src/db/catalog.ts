@@ -23,6 +23,8 @@ export interface ColumnInfo {
   readonly generated: boolean;
   /** The n of varchar(n) / char(n), in characters; null for an unbounded type. */
   readonly maxLength: number | null;
+  /** The column's collation, quoted for a COLLATE clause, when it is not its type's (null otherwise). */
+  readonly collation: string | null;
 }
 
 /** A unique index usable as a keyset: valid, not partial, no expressions, all columns NOT NULL. */
@@ -63,9 +65,12 @@ export function selectColumnsSql(oid: number): Sql {
   return sql(
     `SELECT a.attname AS name, a.attnum, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
             t.typname AS type_name, a.attnotnull AS not_null, a.attgenerated <> '' AS generated,
-            CASE WHEN t.typname IN ('varchar', 'bpchar') AND a.atttypmod > 0 THEN a.atttypmod - 4 END AS max_length
+            CASE WHEN t.typname IN ('varchar', 'bpchar') AND a.atttypmod > 0 THEN a.atttypmod - 4 END AS max_length,
+            CASE WHEN a.attcollation <> t.typcollation THEN format('%I.%I', cn.nspname, co.collname) END AS collation
        FROM pg_catalog.pg_attribute a
        JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+       LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
+       LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
       WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
       ORDER BY a.attnum`,
     [oid],
@@ -129,6 +134,7 @@ export async function findTable(client: Queryable, schema: string, table: string
     not_null: boolean;
     generated: boolean;
     max_length: number | null;
+    collation: string | null;
   }>(selectColumnsSql(oid));
   const keys = await client.query<{ index_name: string; primary: boolean; columns: string[] }>(selectUniqueKeysSql(oid));
   return {
@@ -144,6 +150,7 @@ export async function findTable(client: Queryable, schema: string, table: string
       notNull: c.not_null,
       generated: c.generated,
       maxLength: c.max_length,
+      collation: c.collation,
     })),
     uniqueKeys: keys.rows.map((k) => ({ indexName: k.index_name, columns: k.columns, primary: k.primary })),
   };

@@ -18,6 +18,12 @@ export interface KeyColumn {
   name: string;
   /** format_type() of the column, used as `$n::<type>`; comes from pg_catalog, not config. */
   type: string;
+  /**
+   * The column's collation when it is not its type's, quoted for a COLLATE
+   * clause; from pg_catalog. Needed where two parameters are compared with no
+   * column in the expression to lend them its collation (verifySql compareKeysSql).
+   */
+  collation?: string;
 }
 
 /** An encrypted column and its key-version column. */
@@ -104,7 +110,7 @@ export async function resolveTarget(
 ): Promise<ResolvedTarget> {
   const table = await assertRelationExists(db, { schema: target.schema, name: target.table });
   const where = formatQualifiedName(table);
-  const key = chooseKey(table, target.key).map((c) => ({ name: c.name, type: c.type }));
+  const key = chooseKey(table, target.key).map((c): KeyColumn => ({ name: c.name, type: c.type, ...(c.collation ? { collation: c.collation } : {}) }));
   const columns = target.columns.map((name) => {
     const column = assertColumn(table, name);
     if (!TEXT_TYPES.has(column.typeName)) {

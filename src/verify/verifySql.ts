@@ -43,11 +43,17 @@ export function selectWindowStartsSql(target: ResolvedTarget, percent: number, s
   );
 }
 
-/** `(a) > (b)` for two row keys, compared as the key columns' own types (never in JavaScript). */
+/**
+ * `(a) > (b)` for two row keys, compared as the key columns' own types and
+ * collations (never in JavaScript): with no column in the expression, a
+ * parameter cast to text would compare in the database's default collation,
+ * not in the key column's order that the keyset reads follow.
+ */
 export function compareKeysSql(target: ResolvedTarget, a: RowKey, b: RowKey): Sql {
   const n = target.key.length;
-  const left = target.key.map((k, i) => `$${i + 1}::${k.type}`).join(', ');
-  const right = target.key.map((k, i) => `$${n + i + 1}::${k.type}`).join(', ');
+  const typed = (k: ResolvedTarget['key'][number], param: number) => `$${param}::${k.type}${k.collation ? ` COLLATE ${k.collation}` : ''}`;
+  const left = target.key.map((k, i) => typed(k, i + 1)).join(', ');
+  const right = target.key.map((k, i) => typed(k, n + i + 1)).join(', ');
   return sql(`SELECT ROW(${left}) > ROW(${right}) AS after`, [...a, ...b]);
 }
 
