@@ -48,9 +48,9 @@ export function formatQualifiedName(qualified: QualifiedName): string {
 
 /**
  * Parses `table`, `schema.table`, or either part double-quoted
- * (`public."we""ird.name"`), with the server's rules: unquoted parts are folded
- * to lower case, quoted parts are taken verbatim with `""` meaning `"`, a dot
- * separates parts only outside quotes. The schema defaults to `public` (not
+ * (`public."we""ird.name"`), with the server's rules: unquoted parts have
+ * their ASCII letters folded to lower case, quoted parts are taken verbatim
+ * with `""` meaning `"`, a dot separates parts only outside quotes. The schema defaults to `public` (not
  * the search_path: a rotation must not change target with a role's settings).
  */
 export function parseQualifiedName(text: string, defaultSchema = 'public'): QualifiedName {
@@ -84,7 +84,10 @@ export function parseQualifiedName(text: string, defaultSchema = 'public'): Qual
         if (text[i] === '"') fail('a quote inside an unquoted name');
         i++;
       }
-      part = text.slice(start, i).trim().toLowerCase();
+      // Only A–Z: in a UTF-8 database the server leaves every other letter of
+      // an unquoted name as written (Ärger stays "Ärger"), and so must we, or
+      // we would resolve a different table ("ärger") than psql does.
+      part = text.slice(start, i).trim().replace(/[A-Z]/g, (c) => c.toLowerCase());
       if (part.length === 0) fail('empty name part');
       if (/\s/.test(part)) fail('whitespace inside an unquoted name (quote it)');
     }

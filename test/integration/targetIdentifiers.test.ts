@@ -2,9 +2,9 @@
  * Targets whose names need quoting in SQL — mixed case, spaces, dots, double
  * quotes, multibyte characters, keywords, a schema that is not on the
  * search_path — through the whole lifecycle a DBA runs: target add, migrate
- * up, rotate, verify, the retirement rehearsal, keys retire, migrate down —
- * and a table that already has a column of the name pg-rekey would give its
- * key-version column.
+ * up, rotate, verify, the retirement rehearsal, keys retire, migrate down;
+ * an unquoted name folded as the server folds it; and a table that already
+ * has a column of the name pg-rekey would give its key-version column.
  */
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
@@ -89,4 +89,17 @@ it("target add refuses a table whose <column>_key_version is the application's o
   expect(await migrationFiles()).toEqual(migrationsBefore);
   const kept = await db.current.pool.query(`SELECT count(*)::int AS n FROM public.accounts WHERE email_key_version = 3`);
   expect(kept.rows).toEqual([{ n: ROWS }]);
+});
+
+it('an unquoted --table is folded as the server folds it: ASCII letters only, so Ärger is the table CREATE TABLE Ärger made', async () => {
+  // In a UTF-8 database the server lower-cases only A–Z in an unquoted name: these are two tables.
+  await db.current.pool.query(`
+    CREATE TABLE Ärger (id int PRIMARY KEY, email text);
+    CREATE TABLE "ärger" (id int PRIMARY KEY, email text);`);
+  const tables = await db.current.pool.query(`SELECT relname FROM pg_class WHERE relname IN ('Ärger', 'ärger') ORDER BY 1`);
+  expect(tables.rows.map((r) => r.relname).sort()).toEqual(['Ärger', 'ärger'].sort());
+  const added = await ws.run(['target', 'add', '--table', 'Ärger', '--columns', 'email', '--format', 'django-fernet-v1', '--dry-run', '--json']);
+  expectExit(added, 0);
+  // Folded by JavaScript's toLowerCase it named the other table, which has an email column too.
+  expect(JSON.parse(added.stdout).target.name).toBe('public."Ärger"');
 });
