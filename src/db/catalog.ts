@@ -224,16 +224,26 @@ export async function assertWholeTableVisible(client: Queryable, table: TableInf
 }
 
 /**
- * The columns of a relation that have a foreign key to `registrySchema`.keys:
- * the key-version columns a target migration added to it (the migration adds
- * each column and its foreign key in one statement, so one never exists without the other).
+ * The columns of a relation, or of a classic-inheritance ancestor (whose
+ * columns it inherits), that have a foreign key to `registrySchema`.keys: the
+ * key-version columns a target migration added (it adds each column and its
+ * foreign key in one statement, so one never exists without the other). An
+ * ancestor counts because a child created after its parent's migration
+ * inherits the column but not the foreign key, and such a child is what a
+ * refused parent's targets are to become.
  */
 export function selectRegistryReferencingColumnsSql(oid: number, registrySchema: string): Sql {
   return sql(
-    `SELECT a.attname AS name
+    `WITH RECURSIVE lineage(oid) AS (
+       SELECT $1::oid
+        UNION
+       SELECT i.inhparent FROM pg_catalog.pg_inherits i JOIN lineage l ON i.inhrelid = l.oid
+     )
+     SELECT DISTINCT a.attname AS name
        FROM pg_catalog.pg_constraint c
+       JOIN lineage l ON l.oid = c.conrelid
        JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
-      WHERE c.conrelid = $1 AND c.contype = 'f'
+      WHERE c.contype = 'f'
         AND c.confrelid = to_regclass(format('%I.keys', $2::text))`,
     [oid, registrySchema],
   );

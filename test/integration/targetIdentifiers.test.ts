@@ -103,3 +103,19 @@ it('an unquoted --table is folded as the server folds it: ASCII letters only, so
   // Folded by JavaScript's toLowerCase it named the other table, which has an email column too.
   expect(JSON.parse(added.stdout).target.name).toBe('public."Ärger"');
 });
+
+it('a classic-inheritance child created after its parent was migrated inherits the key-version column: it can become a target', async () => {
+  await db.current.pool.query(`CREATE TABLE public.logs (id int PRIMARY KEY, email text)`);
+  expectExit(await ws.run(['target', 'add', '--table', 'public.logs', '--columns', 'email', '--format', 'django-fernet-v1']), 0);
+  expectExit(await ws.run(['migrate', 'up']), 0);
+  // The child gets the parent's email_key_version, but not its foreign key: as
+  // "configure each child as its own target" advises, it is added as a target.
+  await db.current.pool.query(`CREATE TABLE public.logs_2025 (PRIMARY KEY (id)) INHERITS (public.logs)`);
+  expectExit(await ws.run(['target', 'add', '--table', 'public.logs_2025', '--columns', 'email', '--format', 'django-fernet-v1']), 0);
+  expectExit(await ws.run(['migrate', 'up']), 0);
+  const fks = await db.current.pool.query(
+    `SELECT conrelid::regclass::text AS tbl FROM pg_constraint WHERE contype = 'f' AND confrelid = 'pgrekey.keys'::regclass
+        AND conrelid IN ('public.logs'::regclass, 'public.logs_2025'::regclass) ORDER BY 1`,
+  );
+  expect(fks.rows.map((r) => r.tbl)).toEqual(['logs', 'logs_2025']);
+});
