@@ -18,6 +18,7 @@ beforeAll(async () => {
     CREATE TABLE public.tokens (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), token varchar(200));
     CREATE TABLE public.loose (a int, secret text);
     CREATE TABLE public.nums (id int PRIMARY KEY, n integer);
+    CREATE TABLE public.notes (id int PRIMARY KEY, body text);
     CREATE TABLE public.people (id bigint PRIMARY KEY, email text, mobno text, updated_at timestamptz);
     INSERT INTO public.people (id, email, mobno)
       SELECT g, 'FERNET_V1:e' || g, CASE WHEN g % 7 = 0 THEN NULL ELSE 'FERNET_V1:m' || g END
@@ -77,6 +78,8 @@ describe('target add: validation', () => {
     ['a non-text column', ['--table', 'nums', '--columns', 'n'], 'not text or varchar'],
     ['a missing column', ['--table', 'nums', '--columns', 'zzz'], 'does not exist'],
     ['a key that is not unique', ['--table', 'accounts', '--columns', 'secret', '--key', 'id'], 'is not a unique key'],
+    // Written as given, the config would fail its own validation and stop every later command.
+    ['a column named twice', ['--table', 'notes', '--columns', 'body,body'], '--columns names body twice'],
   ])('%s exits 2 and writes nothing', async (_what, args, message) => {
     const files = await migrationFiles();
     const config = await project.readConfig();

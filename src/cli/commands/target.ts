@@ -79,6 +79,9 @@ export function targetCommand(wrap: Wrap): CommandModule {
             const columns = list(argv.columns);
             const key = argv.key !== undefined ? list(argv.key) : undefined;
             if (columns.length === 0) throw new UsageError('--columns needs at least one column name');
+            // The config refuses a target that lists a column twice: written as given, it would stop every later command.
+            const twice = columns.find((c, i) => columns.indexOf(c) !== i);
+            if (twice !== undefined) throw new UsageError(`--columns names ${twice} twice — name each column once`);
             const configured = config.targets.find((t) => t.schema === schema && t.table === table);
             const format = argv.format ?? configured?.format;
             if (format === undefined) throw new UsageError('--format is required for a table that is not configured yet');
