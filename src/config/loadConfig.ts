@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { parseQualifiedName } from '../db/quote.js';
+import { formatQualifiedName, parseQualifiedName } from '../db/quote.js';
 import { ConfigError } from '../errors.js';
 import { configFileSchema, type ConfigFile, type FormatId } from './configSchema.js';
 import { describeJsonSyntaxError } from './findJsonSyntaxError.js';
@@ -60,6 +60,27 @@ function describeIssues(error: z.ZodError): string {
     .join('\n');
 }
 
+/**
+ * Refuses two targets that name the same table, however spelt ("people",
+ * "public.people", "PEOPLE"): a run, its ranges and its failures know a target
+ * by its table, so the second would collide with the first halfway through
+ * planning a rotation. One target lists all of a table's columns.
+ */
+function assertEachTableOnce(targets: readonly { schema: string; table: string }[], configPath: string): void {
+  const first = new Map<string, number>();
+  targets.forEach((t, index) => {
+    const key = JSON.stringify([t.schema, t.table]);
+    const earlier = first.get(key);
+    if (earlier !== undefined) {
+      throw new ConfigError(
+        `config file ${configPath} is invalid:\n  targets[${index}].table: names ${formatQualifiedName({ schema: t.schema, name: t.table })}, ` +
+          `as targets[${earlier}] does — list all its columns in one target`,
+      );
+    }
+    first.set(key, index);
+  });
+}
+
 /** Validates an already-parsed config object; `configPath` locates relative paths. */
 export function resolveConfig(raw: unknown, configPath: string): ResolvedConfig {
   const parsed = configFileSchema.safeParse(raw);
@@ -78,6 +99,7 @@ export function resolveConfig(raw: unknown, configPath: string): ResolvedConfig 
       format: t.format,
     });
   });
+  assertEachTableOnce(targets, configPath);
   return Object.freeze({
     configPath: path.resolve(configPath),
     baseDir,

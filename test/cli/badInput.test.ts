@@ -3,6 +3,8 @@
  * with a message that says what to do, and write nothing — no key
  * registration, no run, no changed value.
  */
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, useTestDatabase, type TestDatabase } from '../helpers/database.js';
 import type { CliResult } from '../helpers/cli.js';
@@ -79,6 +81,19 @@ describe('bad input exits 2 and writes nothing', () => {
     await expectRefused(['rotate', '--lease', '500ms'], /--lease 500ms: a lease must be at least 1s/);
     // A number given twice is ambiguous, not "the last one wins".
     await expectRefused(['rotate', '--workers', '2', '--workers', '3'], /--workers is given more than once/);
+  });
+
+  it('a config naming one table in two targets, spelt two ways, is refused', async () => {
+    const config = JSON.parse(await readFile(path.join(ws.dir, 'pg-rekey.config.json'), 'utf8'));
+    config.targets = [
+      { table: 'public.people', columns: ['email'], format: 'django-fernet-v1' },
+      { table: 'PEOPLE', columns: ['mobno'], format: 'django-fernet-v1' },
+    ];
+    await writeFile(path.join(ws.dir, 'twice.json'), JSON.stringify(config));
+    // Both targets would plan ranges under the one name public.people: an internal error (exit 70) after registering keys.
+    for (const command of [['rotate'], ['verify'], ['keys', 'list']]) {
+      await expectRefused([...command, '--config', 'twice.json'], /targets\[1\]\.table: names public\.people, as targets\[0\] does — list all its columns in one target/);
+    }
   });
 });
 
