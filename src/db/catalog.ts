@@ -224,13 +224,15 @@ export async function assertWholeTableVisible(client: Queryable, table: TableInf
 }
 
 /**
- * The columns of a relation, or of a classic-inheritance ancestor (whose
- * columns it inherits), that have a foreign key to `registrySchema`.keys: the
- * key-version columns a target migration added (it adds each column and its
- * foreign key in one statement, so one never exists without the other). An
- * ancestor counts because a child created after its parent's migration
- * inherits the column but not the foreign key, and such a child is what a
- * refused parent's targets are to become.
+ * The key-version columns a target migration added to a relation or to a
+ * classic-inheritance ancestor (whose columns it inherits): those with a
+ * foreign key to `registrySchema`.keys or with pg-rekey's reset trigger
+ * (`reset_key_version('<column>')`). The migration adds each column with both
+ * in one statement, so an application's own column of that name has neither;
+ * either one suffices because a DBA may drop the foreign keys (the bench's
+ * what-if does). An ancestor counts because a child created after its
+ * parent's migration inherits the column but neither its foreign key nor its
+ * triggers, and such a child is what a refused parent's targets are to become.
  */
 export function selectRegistryReferencingColumnsSql(oid: number, registrySchema: string): Sql {
   return sql(
@@ -239,12 +241,19 @@ export function selectRegistryReferencingColumnsSql(oid: number, registrySchema:
         UNION
        SELECT i.inhparent FROM pg_catalog.pg_inherits i JOIN lineage l ON i.inhrelid = l.oid
      )
-     SELECT DISTINCT a.attname AS name
+     SELECT a.attname AS name
        FROM pg_catalog.pg_constraint c
        JOIN lineage l ON l.oid = c.conrelid
        JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
       WHERE c.contype = 'f'
-        AND c.confrelid = to_regclass(format('%I.keys', $2::text))`,
+        AND c.confrelid = to_regclass(format('%I.keys', $2::text))
+     UNION
+     -- tgargs holds the trigger's one argument, the column name, NUL-terminated.
+     SELECT convert_from(substring(t.tgargs FROM 1 FOR length(t.tgargs) - 1), pg_catalog.getdatabaseencoding())::name
+       FROM pg_catalog.pg_trigger t
+       JOIN lineage l ON l.oid = t.tgrelid
+      WHERE t.tgnargs = 1
+        AND t.tgfoid = to_regprocedure(format('%I.reset_key_version()', $2::text))`,
     [oid, registrySchema],
   );
 }

@@ -79,7 +79,8 @@ function chooseKey(table: TableInfo, requested: readonly string[] | undefined): 
 
 /**
  * Refuses a `<column>_key_version` that exists but is not a key-version column
- * (no foreign key to the registry): the application's own column of that name.
+ * (neither a foreign key to the registry nor pg-rekey's reset trigger): the
+ * application's own column of that name.
  * The target migration's ADD COLUMN IF NOT EXISTS would adopt it, the rotator
  * would overwrite its values, and "migrate down" would drop it with its data.
  */
@@ -90,7 +91,7 @@ async function assertVersionColumnsOurs(db: Queryable, table: TableInfo, columns
   if (foreign) {
     throw new TargetError(
       `${formatQualifiedName(table)} already has a column ${formatIdent(foreign.versionColumn)} that is not a pg-rekey key-version column ` +
-        `(no foreign key to ${formatIdent(registrySchema)}.keys): pg-rekey would overwrite it, and "migrate down" would drop it — ` +
+        `(neither a foreign key to ${formatIdent(registrySchema)}.keys nor pg-rekey's trigger): pg-rekey would overwrite it, and "migrate down" would drop it — ` +
         `rename that column, then run the command again`,
     );
   }
