@@ -83,8 +83,8 @@ export interface SampleReport {
   windowRows: number;
   /** Windows read (the list below keeps the first 1,000). */
   windowCount: number;
-  /** Each window: the key it started after (exclusive), its last key, rows read. */
-  windows: { after: RowKey; last: RowKey | null; rows: number }[];
+  /** Each window: the key it started after (exclusive; null: the table's start), its last key, rows read. */
+  windows: { after: RowKey | null; last: RowKey | null; rows: number }[];
 }
 
 /** What to sample: a row count or a percentage of the table. */
@@ -99,7 +99,9 @@ const MAX_LISTED_WINDOWS = 1_000;
  * after keys drawn with TABLESAMPLE SYSTEM, so a huge table costs a few
  * percent of its pages plus index range scans, never a full scan. A table no
  * bigger than the sample is simply read whole. Windows that would overlap are
- * clipped, so no row is checked twice.
+ * clipped, so no row is checked twice, and rows a window could not read past
+ * the table's end are taken from the gaps between windows, so N rows are
+ * checked whenever the table has them.
  */
 export async function readSampleRows(
   client: pg.ClientBase,
@@ -146,26 +148,49 @@ export async function readSampleRows(
     if (starts.length >= windows || percent >= 100) break;
     percent = Math.min(100, percent * 10);
   }
-  let lastRead: RowKey | null = null;
-  // One read-only transaction per window: each is an index range scan of 100 rows.
-  for (const start of starts) {
-    if (report.rowsChecked >= requested) break;
+  /** Reads up to 100 rows after `after` (or after `clipAfter` when that is later) up to `upTo`; returns the last key read. */
+  const readWindow = async (after: RowKey | null, upTo: RowKey | null, clipAfter: RowKey | null = null): Promise<RowKey | null> => {
     const limit = Math.min(WINDOW_ROWS, requested - report.rowsChecked);
+    // One read-only transaction per window: an index range scan of at most 100 rows.
     const rows = await withTransaction(
       client as pg.Client,
       async (c) => {
-        const after = lastRead && (await keyIsAfter(c, target, lastRead, start)) ? lastRead : start;
-        return toReadRows(target, (await c.query<Record<string, unknown>>(selectBatchSql(target, { after, upTo: null }, null, limit))).rows);
+        const from = clipAfter && after && (await keyIsAfter(c, target, clipAfter, after)) ? clipAfter : after;
+        return toReadRows(target, (await c.query<Record<string, unknown>>(selectBatchSql(target, { after: from, upTo }, null, limit))).rows);
       },
       { readOnly: true },
     );
-    if (rows.length === 0) continue;
-    lastRead = rows.at(-1)!.key;
+    if (rows.length === 0) return null;
+    const last = rows.at(-1)!.key;
     report.rowsChecked += rows.length;
     report.windowCount++;
     // Bounded like everything else verify keeps: the report must not grow with the table.
-    if (report.windows.length < MAX_LISTED_WINDOWS) report.windows.push({ after: start, last: lastRead, rows: rows.length });
+    if (report.windows.length < MAX_LISTED_WINDOWS) report.windows.push({ after, last, rows: rows.length });
     await onRows(rows);
+    return last;
+  };
+  const read: { start: RowKey; last: RowKey }[] = [];
+  for (const start of starts) {
+    if (report.rowsChecked >= requested) break;
+    // A window that would overlap the previous one starts where that one ended.
+    const last = await readWindow(start, null, read.at(-1)?.last ?? null);
+    if (!last) break; // the table's end: the later starts have nothing after them either
+    read.push({ start, last });
+  }
+  // Windows that ran into the table's end (or too few starts) leave rows to
+  // check: take them from the gaps after each window, then from before the
+  // first start (a window reads after its start, so that row is unread), so
+  // the sample still has N rows and no row twice.
+  const firstStart = read[0]?.start ?? starts[0];
+  const gaps = read.map((w, i) => ({ after: w.last as RowKey | null, upTo: read[i + 1]?.start ?? null }));
+  if (firstStart) gaps.push({ after: null, upTo: firstStart });
+  for (const gap of gaps) {
+    let after = gap.after;
+    while (report.rowsChecked < requested) {
+      const last = await readWindow(after, gap.upTo);
+      if (!last) break;
+      after = last;
+    }
   }
   return report;
 }
