@@ -65,8 +65,16 @@ export function keyVersionObjectNames(table: string, column: string) {
   };
 }
 
+/**
+ * A string literal that reads the same whatever the applying session's
+ * standard_conforming_strings: with it off, a backslash in '…' is an escape,
+ * so a name containing one would reach the server altered (the reset trigger
+ * would name a column that does not exist and silently do nothing). Such text
+ * gets an E'…' literal, in which backslashes are always escapes, doubled.
+ */
 function quoteLiteral(text: string): string {
-  return `'${text.replaceAll("'", "''")}'`;
+  const quoted = text.replaceAll("'", "''");
+  return text.includes('\\') ? `E'${quoted.replaceAll('\\', '\\\\')}'` : `'${quoted}'`;
 }
 
 /** The SQL of the up and down migration, statement by statement (see renderTargetMigration for the order). */

@@ -88,3 +88,33 @@ test('down removes everything it added', async () => {
   );
   expect(left.rows[0]).toEqual({ cols: 0, idx: 1, triggers: 0 });
 });
+
+test('a name with a backslash keeps its reset trigger when the database has standard_conforming_strings off', async () => {
+  // With the setting off, a backslash in an ordinary '…' literal is an escape: the
+  // trigger's argument 'back\slash_key_version' became 'backslash_key_version', a
+  // field the trigger function then silently failed to find, so an application
+  // write kept a hint pg-rekey had set for the value it replaced.
+  const backslashSpec = { schema: 'app', table: 'back\\slash', columns: ['e\\mail'], registrySchema: 'pgrekey' };
+  const backslashDir = await mkdtemp(path.join(tmpdir(), 'pg-rekey-target-mig-'));
+  try {
+    await db.current.pool.query(`CREATE TABLE app."back\\slash" (id int PRIMARY KEY, "e\\mail" text); INSERT INTO app."back\\slash" VALUES (1, 'x')`);
+    const rendered = renderTargetMigration(backslashSpec);
+    await writeFile(path.join(backslashDir, rendered.fileName), rendered.source);
+    await db.current.pool.query(`ALTER DATABASE ${db.current.name} SET standard_conforming_strings = off`);
+    try {
+      await migrate({ databaseUrl: db.current.url, schema: 'pgrekey', targetMigrationsDir: backslashDir, direction: 'up' });
+    } finally {
+      await db.current.pool.query(`ALTER DATABASE ${db.current.name} RESET standard_conforming_strings`);
+    }
+    await db.current.pool.query(`INSERT INTO pgrekey.keys (key_id, fingerprint) VALUES ('k_backslash', repeat('b', 32))`);
+    await asKeyVersionWriter(
+      db.current.pool,
+      `UPDATE app."back\\slash" SET "e\\mail_key_version" = (SELECT version FROM pgrekey.keys WHERE key_id = 'k_backslash')`,
+    );
+    await db.current.pool.query(`UPDATE app."back\\slash" SET "e\\mail" = 'changed by the application'`);
+    const row = await db.current.pool.query(`SELECT "e\\mail_key_version" AS v FROM app."back\\slash"`);
+    expect(row.rows[0].v).toBeNull();
+  } finally {
+    await rm(backslashDir, { recursive: true, force: true });
+  }
+});
