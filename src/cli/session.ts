@@ -11,6 +11,7 @@ import { resolveKeys, type ResolvedKey } from '../crypto/keySources.js';
 import { connectSetupFailureOf, type ConnectSetupFailure } from '../db/connectFailure.js';
 import { cancelStatementsOnAbort } from '../db/cancelOnAbort.js';
 import { createPool } from '../db/pool.js';
+import { sessionTimeoutOf } from '../db/sessionTimeout.js';
 import { classifySqlState, isConnectionError, SqlState, sqlstateOf } from '../db/sqlstate.js';
 import { DatabaseError, PgRekeyError, UsageError } from '../errors.js';
 import {
@@ -178,6 +179,15 @@ export function asDatabaseError(err: unknown): unknown {
     return new DatabaseError(`database unavailable: ${(err as Error).message}${code ? ` (SQLSTATE ${code})` : ''}`, {
       cause: err,
     });
+  }
+  const timeout = sessionTimeoutOf(err);
+  if (timeout) {
+    // A setting of the DBA's, not a bug: exit 69 naming it, rather than an internal error.
+    return new DatabaseError(
+      `${timeout.what}: ${(err as Error).message} (SQLSTATE ${timeout.sqlstate}) — ${timeout.why}; its transaction was rolled back. ` +
+        `Run the command again, or raise ${timeout.setting} for pg-rekey's role (ALTER ROLE <role> SET ${timeout.setting} = …)`,
+      { cause: err },
+    );
   }
   if (code === SqlState.readOnlySqlTransaction) {
     // The usual cause is a URL pointing at a hot standby; nothing was written.

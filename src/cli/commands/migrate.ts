@@ -1,4 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
+import { sessionTimeoutOf } from '../../db/sessionTimeout.js';
 import { serverHintOf, sqlstateOf } from '../../db/sqlstate.js';
 import { DatabaseError, PgRekeyError } from '../../errors.js';
 import { migrate, type MigrateResult } from '../../schema/migrate.js';
@@ -12,7 +13,9 @@ import type { Wrap } from './index.js';
 
 /** node-pg-migrate wraps failures in plain Errors; give them a code and keep the SQLSTATE. */
 function asMigrationError(err: unknown): unknown {
-  const typed = asDatabaseError(err);
+  // A timeout here is often the migration's own lock_timeout (target migrations
+  // set one), not a setting of the role: keep the migration's wording and advice.
+  const typed = sessionTimeoutOf(err) ? err : asDatabaseError(err);
   if (typed instanceof PgRekeyError) return typed;
   const code = sqlstateOf(err);
   if (code !== undefined || /migration/i.test((err as Error)?.message ?? '')) {
