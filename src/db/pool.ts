@@ -17,27 +17,42 @@ export interface DbLogger {
 export const CONNECT_TIMEOUT_MS = 10_000;
 
 /**
- * A pg.Client that closes its socket when connecting fails. pg-pool drops such
- * a client without ending it, and when the server still holds the socket open
- * (it asked for a password we do not have, and waits for one) the process
- * would stay alive until the server's authentication_timeout.
+ * Session settings every connection gets before its first use. DateStyle: the
+ * driver parses timestamps only in the ISO form, and a DateStyle set for the
+ * role or database ('SQL, DMY', 'German'…) made it return null for every
+ * time pg-rekey reads (status, keys list and history then failed). Setting
+ * only the output format keeps the role's day/month order for input.
+ * Transaction poolers track DateStyle per client (PgBouncer re-applies each
+ * client's own), so this session SET cannot leak to an application's
+ * connections behind one.
+ */
+const SESSION_SETTINGS = 'SET DateStyle = ISO';
+
+/**
+ * A pg.Client that applies SESSION_SETTINGS on connecting, and closes its
+ * socket when connecting fails. pg-pool drops such a client without ending
+ * it, and when the server still holds the socket open (it asked for a
+ * password we do not have, and waits for one) the process would stay alive
+ * until the server's authentication_timeout.
  */
 class ClosingClient extends pg.Client {
   override connect(): Promise<pg.Client>;
   override connect(callback: ConnectCallback): void;
   override connect(callback?: ConnectCallback): Promise<pg.Client> | void {
-    // Not awaited: after a failed connect, end() may wait for an 'end' event that never comes.
-    const close = () => void this.end().catch(() => undefined);
-    if (callback) {
-      return super.connect(((err: Error | null, client?: pg.Client) => {
-        if (err) close();
-        (callback as (err: Error | null, client?: pg.Client) => void)(err, client);
-      }) as ConnectCallback);
-    }
-    return super.connect().catch((err: unknown) => {
-      close();
-      throw err;
-    });
+    const connected = super
+      .connect()
+      .then(() => this.query(SESSION_SETTINGS))
+      .then(() => this as pg.Client)
+      .catch((err: unknown) => {
+        // Not awaited: after a failed connect, end() may wait for an 'end' event that never comes.
+        void this.end().catch(() => undefined);
+        throw err;
+      });
+    if (!callback) return connected;
+    connected.then(
+      (client) => (callback as (err: Error | null, client?: pg.Client) => void)(null, client),
+      (err: Error) => (callback as (err: Error | null, client?: pg.Client) => void)(err),
+    );
   }
 }
 
