@@ -2,7 +2,7 @@ import { hostname, userInfo } from 'node:os';
 import type pg from 'pg';
 import type { ResolvedConfig } from '../config/loadConfig.js';
 import { selectTargets } from '../config/selectTargets.js';
-import { resolveTargets, type ResolvedTarget } from '../schema/resolveTarget.js';
+import { assertTargetPrivileges, resolveTargets, type ResolvedTarget, type TargetWrites } from '../schema/resolveTarget.js';
 import { fingerprintSecretAsync } from '../crypto/fingerprint.js';
 import type { Format } from '../crypto/formats.js';
 import { getFormatHandler } from '../crypto/getFormatHandler.js';
@@ -108,11 +108,20 @@ export interface ChosenTargets {
   partial: boolean;
 }
 
-/** checkBeforeWriting of the commands on targets (rotate, verify): the chosen targets, resolved; exit 2 if one cannot be. */
-export function checkChosenTargets(filters: readonly string[] | undefined): NonNullable<SessionOptions<ChosenTargets>['checkBeforeWriting']> {
+/**
+ * checkBeforeWriting of the commands on targets (rotate, verify): the chosen
+ * targets, resolved (exit 2 if one cannot be), and the role's privileges to
+ * read them and make the `writes` the command will (exit 69 if missing).
+ */
+export function checkChosenTargets(
+  filters: readonly string[] | undefined,
+  writes: TargetWrites = 'none',
+): NonNullable<SessionOptions<ChosenTargets>['checkBeforeWriting']> {
   return async (pool, config) => {
     const { chosen, partial } = selectTargets(config.targets, filters);
-    return { targets: await resolveTargets(pool, chosen, config.schema), partial };
+    const targets = await resolveTargets(pool, chosen, config.schema);
+    await assertTargetPrivileges(pool, targets, writes);
+    return { targets, partial };
   };
 }
 

@@ -8,6 +8,7 @@ import {
   type ColumnInfo,
   type TableInfo,
 } from '../db/catalog.js';
+import { assertColumnPrivilege } from '../db/privileges.js';
 import { formatIdent, formatQualifiedName } from '../db/quote.js';
 import type { Queryable } from '../db/withTransaction.js';
 import { TargetError } from '../errors.js';
@@ -138,4 +139,23 @@ export async function resolveTargets(db: Queryable, targets: readonly TargetConf
   const resolved: ResolvedTarget[] = [];
   for (const t of targets) resolved.push(await resolveTarget(db, t, { requireVersionColumns: true, registrySchema }));
   return resolved;
+}
+
+/** What a command writes to its targets, beyond reading them: nothing, the values and their key versions (rotate), or key versions only (verify --fix-versions). */
+export type TargetWrites = 'none' | 'values' | 'key-versions';
+
+/**
+ * Throws DatabaseError (exit 69) unless pg-rekey's role may read every column
+ * of `targets` it reads and update those it `writes`: checked up front, so a
+ * missing grant stops the command before its first write (see db/privileges.ts).
+ */
+export async function assertTargetPrivileges(db: Queryable, targets: readonly ResolvedTarget[], writes: TargetWrites): Promise<void> {
+  for (const t of targets) {
+    const table = { schema: t.schema, name: t.table };
+    const values = t.columns.map((c) => c.name);
+    const versions = t.columns.map((c) => c.versionColumn);
+    await assertColumnPrivilege(db, table, [...t.key.map((k) => k.name), ...values, ...versions], 'SELECT', 'reads');
+    if (writes === 'values') await assertColumnPrivilege(db, table, [...values, ...versions], 'UPDATE', 'rewrites when it rotates');
+    if (writes === 'key-versions') await assertColumnPrivilege(db, table, versions, 'UPDATE', 'sets with --fix-versions');
+  }
 }

@@ -111,7 +111,7 @@ export function rotateCommand(wrap: Wrap): CommandModule {
         // rows hidden by RLS…), exits 2 before any key is registered.
         checkBeforeWriting: async (pool: pg.Pool, config: ResolvedConfig, keys: KeysBeforeWriting) => {
           if (argv.to !== undefined) assertTargetKeyUsable(argv.to, keys);
-          return checkChosenTargets(argv.target)(pool, config, keys);
+          return checkChosenTargets(argv.target, argv.dryRun ? 'none' : 'values')(pool, config, keys);
         },
       };
       // Started now, so the crypto threads load their modules while the session connects and checks keys.

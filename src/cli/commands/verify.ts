@@ -60,7 +60,7 @@ export function verifyCommand(wrap: Wrap): CommandModule {
           // An unknown --without key, or a target that cannot be verified, exits 2 before any key is registered.
           checkBeforeWriting: async (pool, config, keys) => {
             assertWithheldKeysKnown(argv.without ?? [], keys);
-            return checkChosenTargets(argv.target)(pool, config, keys);
+            return checkChosenTargets(argv.target, argv.fixVersions ? 'key-versions' : 'none')(pool, config, keys);
           },
         },
         (session, chosen) => verify(ctx, session, argv, chosen),
