@@ -151,6 +151,7 @@ CREATE OR REPLACE FUNCTION pgrekey.add_counts(total jsonb, delta jsonb)
  RETURNS jsonb
  LANGUAGE sql
  IMMUTABLE PARALLEL SAFE
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   SELECT coalesce(jsonb_object_agg(col, counts), '{}'::jsonb)
   FROM (
@@ -168,6 +169,7 @@ $function$;
 CREATE OR REPLACE FUNCTION pgrekey.refuse_retiring_referenced_key()
  RETURNS trigger
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 DECLARE
   ref record;
@@ -193,6 +195,7 @@ $function$;
 CREATE OR REPLACE FUNCTION pgrekey.reset_key_version()
  RETURNS trigger
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 BEGIN
   NEW := jsonb_populate_record(NEW, jsonb_build_object(TG_ARGV[0], NULL));
@@ -204,6 +207,7 @@ CREATE OR REPLACE FUNCTION pgrekey.run_canonical(r pgrekey.runs)
  RETURNS text
  LANGUAGE sql
  STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   SELECT jsonb_build_array(
     r.chain_seq, r.id, r.kind, r.trigger, r.reason, r.actor_db_user, r.actor_os_user, r.actor_host,
