@@ -84,16 +84,26 @@ export function selectBatchSql(
   );
 }
 
-/** Re-reads specific rows (those that lost a compare-and-swap) by key. */
+/**
+ * Re-reads specific rows (those that lost a compare-and-swap) by key.
+ *
+ * Each array is unnested by pg_catalog.unnest, named: an unqualified
+ * unnest($1::text[]) resolves through the session's search_path, where a
+ * unnest(text[]) in any schema (public on the default path) is a more exact
+ * match than the built-in unnest(anyarray) and would be run instead; the rows
+ * it hid were dropped from the re-read, and the run ended 'succeeded' with
+ * them still under the old key. (The multi-array unnest(a, b, …) of the other
+ * statements always means the built-in, but cannot be written qualified.)
+ */
 export function selectRowsByKeySql(target: ResolvedTarget, keys: readonly RowKey[]): Sql {
   const values = target.key.map((_, i) => keys.map((k) => k[i]));
-  const unnest = target.key.map((_, i) => `$${i + 1}::text[]`).join(', ');
+  const unnest = target.key.map((_, i) => `pg_catalog.unnest($${i + 1}::text[])`).join(', ');
   const cols = target.key.map((_, i) => `k${i}`).join(', ');
   const match = target.key.map((k, i) => `t.${quoteIdent(k.name)} = u.k${i}::${k.type}`).join(' AND ');
   const order = target.key.map((k) => `t.${quoteIdent(k.name)}`).join(', ');
   return sql(
     `SELECT ${selectList(target)} FROM ${tableOf(target)} AS t
-       JOIN unnest(${unnest}) AS u(${cols}) ON ${match}
+       JOIN ROWS FROM (${unnest}) AS u(${cols}) ON ${match}
       ORDER BY ${order}`,
     values,
   );

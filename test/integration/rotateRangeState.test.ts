@@ -184,6 +184,27 @@ describe('a row whose other columns the application keeps updating', () => {
     expect(outcome).toMatchObject({ status: 'succeeded', conflicted: 0, examined: 300 + 1 });
     await expectAllUnderKey(db.pool, 'new');
   }, 120_000);
+
+  it('are read again with the built-in unnest, whatever look-alike the search_path offers', async () => {
+    const { db, transform, startRun, rotation } = await rotationOf('recheck_unnest', 300);
+    // In public, on the default search_path ("$user", public): for a text[] it is a more
+    // exact match than pg_catalog.unnest(anyarray), so an unqualified call ran it.
+    await db.pool.query(`CREATE FUNCTION public.unnest(text[]) RETURNS SETOF text LANGUAGE sql AS $$ SELECT NULL::text WHERE false $$`);
+    const run = await startRun();
+    const renaming: BatchTransformer = async (t, batch) => {
+      await renameRow(db.pool, 7);
+      return transform(t, batch);
+    };
+    // A fresh pool, so every session of the rotation starts with the function in place.
+    const pool = createPool(db.url, { max: 4 });
+    try {
+      const outcome = await runRotation({ pool, ...rotation, runId: run.id, transform: renaming, settings: settings(), owner: 'p' });
+      expect(outcome).toMatchObject({ status: 'succeeded', conflicted: 0, examined: 300 + 1 });
+    } finally {
+      await pool.end();
+    }
+    await expectAllUnderKey(db.pool, 'new');
+  }, 120_000);
 });
 
 /**
