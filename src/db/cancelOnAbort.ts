@@ -41,7 +41,7 @@ export function cancelStatementsOnAbort(pool: pg.Pool, signal: AbortSignal): Sta
     // Checked out like any other: not to be cancelled itself.
     busy.delete(canceller);
     try {
-      await canceller.query('SELECT pg_cancel_backend(pid) FROM unnest($1::int[]) AS pid', [pids]);
+      await canceller.query('SELECT pg_cancel_backend(pid) FROM pg_catalog.unnest($1::int[]) AS pid', [pids]);
     } finally {
       canceller.release();
     }

@@ -66,7 +66,7 @@ export function selectColumnsSql(oid: number): Sql {
     `SELECT a.attname AS name, a.attnum, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
             t.typname AS type_name, a.attnotnull AS not_null, a.attgenerated <> '' AS generated,
             CASE WHEN t.typname IN ('varchar', 'bpchar') AND a.atttypmod > 0 THEN a.atttypmod - 4 END AS max_length,
-            CASE WHEN a.attcollation <> t.typcollation THEN format('%I.%I', cn.nspname, co.collname) END AS collation
+            CASE WHEN a.attcollation <> t.typcollation THEN pg_catalog.format('%I.%I', cn.nspname, co.collname) END AS collation
        FROM pg_catalog.pg_attribute a
        JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
        LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
@@ -246,14 +246,14 @@ export function selectRegistryReferencingColumnsSql(oid: number, registrySchema:
        JOIN lineage l ON l.oid = c.conrelid
        JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
       WHERE c.contype = 'f'
-        AND c.confrelid = to_regclass(format('%I.keys', $2::text))
+        AND c.confrelid = to_regclass(pg_catalog.format('%I.keys', $2::text))
      UNION
      -- tgargs holds the trigger's one argument, the column name, NUL-terminated.
      SELECT convert_from(substring(t.tgargs FROM 1 FOR length(t.tgargs) - 1), pg_catalog.getdatabaseencoding())::name
        FROM pg_catalog.pg_trigger t
        JOIN lineage l ON l.oid = t.tgrelid
       WHERE t.tgnargs = 1
-        AND t.tgfoid = to_regprocedure(format('%I.reset_key_version()', $2::text))`,
+        AND t.tgfoid = to_regprocedure(pg_catalog.format('%I.reset_key_version()', $2::text))`,
     [oid, registrySchema],
   );
 }
@@ -362,7 +362,7 @@ export function selectKeyVersionColumnsSql(registrySchema: string): Sql {
        JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
        JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
       WHERE c.contype = 'f' AND c.conparentid = 0
-        AND c.confrelid = to_regclass(format('%I.keys', $1::text))
+        AND c.confrelid = to_regclass(pg_catalog.format('%I.keys', $1::text))
       ORDER BY 1, 2, 3`,
     [registrySchema],
   );

@@ -18,7 +18,7 @@ export type ColumnPrivilege = 'SELECT' | 'UPDATE';
 export function selectColumnsLackingPrivilegeSql(table: QualifiedName, columns: readonly string[], privilege: ColumnPrivilege): Sql {
   return sql(
     `SELECT current_user AS role,
-            coalesce(array_agg(u.col ORDER BY u.ord) FILTER (
+            coalesce(pg_catalog.array_agg(u.col ORDER BY u.ord) FILTER (
               WHERE NOT pg_catalog.has_column_privilege(pg_catalog.to_regclass($1), u.col, $3)), '{}') AS missing
        FROM pg_catalog.unnest($2::text[]) WITH ORDINALITY AS u(col, ord)`,
     [qualifiedName(table), columns, privilege],

@@ -74,7 +74,7 @@ function abandonRunSql(schema: string, runId: number, reason: string | undefined
     `${totals.cte}
      UPDATE ${quoteIdent(schema)}.runs AS r
         SET status = 'aborted', finished_at = now(), ${totals.set},
-            summary = r.summary || jsonb_build_object('abandoned', true, 'abandonReason', $2::text)
+            summary = r.summary || pg_catalog.jsonb_build_object('abandoned', true, 'abandonReason', $2::text)
        FROM totals
       WHERE r.id = $1 AND r.status IN ('running', 'stopped')`,
     [runId, reason ?? null],
@@ -91,9 +91,9 @@ function markResumedSql(schema: string, runId: number): Sql {
   const s = quoteIdent(schema);
   return sql(
     `UPDATE ${s}.runs AS r
-        SET summary = r.summary || jsonb_build_object('resumed', jsonb_build_object(
+        SET summary = r.summary || pg_catalog.jsonb_build_object('resumed', pg_catalog.jsonb_build_object(
               'at', now(),
-              'examined', (SELECT coalesce(jsonb_object_agg(target, examined), '{}'::jsonb)
+              'examined', (SELECT coalesce(pg_catalog.jsonb_object_agg(target, examined), '{}'::jsonb)
                              FROM (SELECT target, sum(rows_examined) AS examined FROM ${s}.ranges WHERE run_id = $1 GROUP BY target) AS t)))
       WHERE r.id = $1
         AND NOT EXISTS (SELECT 1 FROM ${s}.ranges WHERE run_id = $1 AND ${HOLDS_LIVE_LEASE})`,

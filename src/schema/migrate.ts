@@ -84,7 +84,7 @@ export interface MigrateResult {
  */
 async function refuseWhileRotationOpen(client: pg.Client, schema: string): Promise<void> {
   const installed = await client.query<{ exists: boolean }>({
-    text: `SELECT to_regclass(format('%I.runs', $1::text)) IS NOT NULL AS exists`,
+    text: `SELECT to_regclass(pg_catalog.format('%I.runs', $1::text)) IS NOT NULL AS exists`,
     values: [schema],
   });
   if (!installed.rows[0]!.exists) return;

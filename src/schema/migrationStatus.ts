@@ -47,7 +47,7 @@ export async function migrationFileNames(dir: string): Promise<string[]> {
 
 async function appliedIn(client: pg.Client, schema: string, table: string): Promise<Map<string, Date>> {
   const exists = await client.query<{ exists: boolean }>({
-    text: 'SELECT to_regclass(format($1::text, $2::text, $3::text)) IS NOT NULL AS exists',
+    text: 'SELECT to_regclass(pg_catalog.format($1::text, $2::text, $3::text)) IS NOT NULL AS exists',
     values: ['%I.%I', schema, table],
   });
   if (!exists.rows[0]?.exists) return new Map();

@@ -7,7 +7,7 @@ import { OWN_MIGRATIONS_TABLE, ownMigrationNames } from './migrate.js';
 /** Names of our migrations recorded as applied in `schema`, or null when there is no such table. */
 function selectAppliedSql(schema: string): Sql {
   return sql(
-    `SELECT coalesce(array_agg(name ORDER BY name), '{}') AS names
+    `SELECT coalesce(pg_catalog.array_agg(name ORDER BY name), '{}') AS names
        FROM ${quoteIdent(schema)}.${quoteIdent(OWN_MIGRATIONS_TABLE)}`,
   );
 }
@@ -19,7 +19,7 @@ function selectAppliedSql(schema: string): Sql {
  */
 export async function assertSchemaCurrent(db: Queryable, schema: string): Promise<void> {
   const { rows } = await db.query<{ exists: boolean }>({
-    text: 'SELECT to_regclass(format($1::text, $2::text, $3::text)) IS NOT NULL AS exists',
+    text: 'SELECT to_regclass(pg_catalog.format($1::text, $2::text, $3::text)) IS NOT NULL AS exists',
     values: ['%I.%I', schema, OWN_MIGRATIONS_TABLE],
   });
   if (!rows[0]?.exists) {

@@ -67,4 +67,31 @@ describe('a search_path that shadows built-ins', () => {
       await db.current.pool.query(`ALTER DATABASE ${db.current.name} RESET search_path`);
     }
   });
+
+  it("pg-rekey's own statements call the built-ins, not a more exact look-alike in public on the default search_path", async () => {
+    // format(text, VARIADIC "any") and array_agg(anynonarray) lose to these
+    // exact matches wherever they sit on the path; on PostgreSQL 14 and older
+    // any role may create them in public. Before pg_catalog. was written out,
+    // rotate took its own key-version columns for the application's (exit 2).
+    await db.current.pool.query(`
+      CREATE FUNCTION public.format(text, text) RETURNS text LANGUAGE sql AS $$ SELECT 'public.nothing_here' $$;
+      CREATE FUNCTION public.forget(text[], text) RETURNS text[] LANGUAGE sql AS $$ SELECT '{}'::text[] $$;
+      CREATE AGGREGATE public.array_agg(text) (SFUNC = public.forget, STYPE = text[], INITCOND = '{}');`);
+    try {
+      expectExit(await ws.run(['migrate', 'up']), 0);
+      // Exit 1: the first test left row 1's email in plaintext, a failure by design.
+      const rotated = await ws.run(['rotate']);
+      expectExit(rotated, 1);
+      expect(rotated.stdout).toContain('failed 1');
+      const left = await db.current.pool.query(
+        `WITH new AS (SELECT version FROM pgrekey.keys WHERE key_id = 'new')
+         SELECT count(*)::int AS n FROM people, new
+          WHERE (email IS NOT NULL AND id <> 1 AND email_key_version IS DISTINCT FROM new.version)
+             OR (mobno IS NOT NULL AND mobno_key_version IS DISTINCT FROM new.version)`,
+      );
+      expect(left.rows).toEqual([{ n: 0 }]);
+    } finally {
+      await db.current.pool.query(`DROP FUNCTION public.format(text, text); DROP AGGREGATE public.array_agg(text); DROP FUNCTION public.forget(text[], text);`);
+    }
+  });
 });
