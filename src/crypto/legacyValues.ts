@@ -19,8 +19,11 @@ const MAX_LEGACY_BYTES = 1 << 20;
 
 const utf8Strict = new TextDecoder('utf-8', { fatal: true });
 
-/** What a value outside the target's format is. */
-export type ForeignValueClass = 'legacy' | 'legacy-malformed' | 'plaintext' | 'wrong-format';
+/**
+ * What a value outside the target's format is. `malformed`: a ciphertext
+ * (or `ENC_V1:` value) with whitespace before it — altered text, not plain text.
+ */
+export type ForeignValueClass = 'legacy' | 'legacy-malformed' | 'malformed' | 'plaintext' | 'wrong-format';
 
 /** Decodes an `ENC_V1:` value to its text, or undefined when it is not one that decodes. */
 export function decodeLegacy(stored: string): string | undefined {
@@ -40,5 +43,11 @@ export function decodeLegacy(stored: string): string | undefined {
 export function classifyForeignValue(stored: string): ForeignValueClass {
   if (stored.startsWith(LEGACY_PREFIX)) return decodeLegacy(stored) === undefined ? 'legacy-malformed' : 'legacy';
   if (CIPHERTEXT_PREFIXES.some((p) => stored.startsWith(p))) return 'wrong-format';
+  // Whitespace or a newline before a ciphertext (an export/import, a
+  // copy-paste) does not make it plain text: `rotate --encrypt-legacy` would
+  // encrypt the old ciphertext itself, and once its key is retired the value
+  // inside could never be read again.
+  const trimmed = stored.trimStart();
+  if (trimmed !== stored && [LEGACY_PREFIX, ...CIPHERTEXT_PREFIXES].some((p) => trimmed.startsWith(p))) return 'malformed';
   return 'plaintext';
 }

@@ -10,6 +10,8 @@
  *  - another pg-rekey format's prefix (`FERNET_V1:`, `FERNET_V2:`, `PGRK1:`,
  *    a Fernet token's `gAAAAA`) → the failure `wrong-format`: it is a
  *    ciphertext, just not of the configured format (a misconfigured target);
+ *  - one of those prefixes or `ENC_V1:` after leading whitespace → the failure
+ *    `malformed`: altered text, never plain text to encrypt;
  *  - anything else → `plaintext` (an email, a phone number, any text).
  * Values with the right prefix that do not decrypt keep the codec's reason.
  */
