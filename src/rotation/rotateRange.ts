@@ -8,6 +8,7 @@
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import type { Sql } from '../db/sql.js';
 import { withTransaction } from '../db/withTransaction.js';
 import { LeaseLostError, RunConflictError } from '../errors.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
@@ -24,6 +25,7 @@ import {
   type RangeAdvance,
 } from './rangesSql.js';
 import { asBatchRejected } from './rejectedBatch.js';
+import { asTargetChanged } from './targetChanged.js';
 import { withRetry, type RetryPolicy } from './retry.js';
 import type { Throttle } from './throttle.js';
 import { writesOf, type TransformResult } from './transformBatch.js';
@@ -103,15 +105,17 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
       return 'stopped';
     }
     await env.throttle.beforeBatch();
+    // A table dropped, renamed or altered by another session fails here or in the UPDATE (asTargetChanged).
+    const read = (query: Sql) =>
+      withRetry(() => env.pool.query(query), env.retry).catch((err: unknown) => {
+        throw asTargetChanged(err, target);
+      });
     const reread: ReadBatch = state.recheck.length > 0
-      ? toReadBatch(target, (await withRetry(() => env.pool.query(selectRowsByKeySql(target, state.recheck)), env.retry)).rows, true)
+      ? toReadBatch(target, (await read(selectRowsByKeySql(target, state.recheck))).rows, true)
       : toReadBatch(target, []);
     const keyset: ReadBatch = keysetDone
       ? toReadBatch(target, [])
-      : toReadBatch(target, (await withRetry(
-          () => env.pool.query(selectBatchSql(target, { after: state.after, upTo: range.upperBound }, env.targetVersion, env.batchSize)),
-          env.retry,
-        )).rows);
+      : toReadBatch(target, (await read(selectBatchSql(target, { after: state.after, upTo: range.upperBound }, env.targetVersion, env.batchSize))).rows);
     keysetDone ||= batchLength(keyset) < env.batchSize;
     let batch = concatBatches(reread, keyset);
     let result = await env.transform(target, batch);
@@ -191,7 +195,10 @@ async function commitBatch(
       const bySource: Record<string, Record<string, number>> = {};
       let changed = 0;
       if (result.writeRows.length > 0) {
-        const returned = (await client.query<Record<string, unknown>>(casUpdateSql(target, writesOf(batch, result), env.targetVersion))).rows;
+        const update = casUpdateSql(target, writesOf(batch, result), env.targetVersion);
+        const returned = (await client.query<Record<string, unknown>>(update).catch((err: unknown) => {
+          throw asTargetChanged(err, target);
+        })).rows;
         const byWrite = new Map(returned.map((r) => [r.i as number, r]));
         result.writeRows.forEach((row, w) => {
           const written = byWrite.get(w);

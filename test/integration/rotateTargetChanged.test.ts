@@ -1,0 +1,96 @@
+/**
+ * The target table changing under a running rotation: renamed, dropped, its
+ * key-version column or its column's type changed by another session. The
+ * rotate stops with a clear error that names the table and says what to do
+ * (exit 2, never 70 "a bug in pg-rekey"), keeps every batch it committed, and
+ * writes nowhere else; once the table is back, the next rotate resumes the run.
+ *
+ * Staged at a batch boundary: the test holds a row lock that the second batch's
+ * compare-and-swap waits for, queues the DDL behind that batch, then lets go —
+ * the DDL runs between the second batch's commit and the third batch's read.
+ */
+import { describe, expect, it } from 'vitest';
+import { TargetError } from '../../src/errors.js';
+import { startOrJoinRun } from '../../src/rotation/planRun.js';
+import { runRotation } from '../../src/rotation/rotate.js';
+import type { BatchTransformer } from '../../src/rotation/rotateRange.js';
+import { transformBatch } from '../../src/rotation/transformBatch.js';
+import { resolveTarget } from '../../src/schema/resolveTarget.js';
+import { waitForLockWait } from '../helpers/database.js';
+import { bothKeysCodec, expectAllUnderKey, expectExit, startCli, useFreshRotations } from '../helpers/rotationFixture.js';
+
+const fresh = useFreshRotations();
+
+describe('a target table renamed while rotate runs', () => {
+  it('stops the rotate with exit 2 naming the table; the run stays open and resumes once the table is back', async () => {
+    const { db, ws } = await fresh('renamed_mid_run', 3000);
+    const holder = await db.pool.connect();
+    let ddl: Promise<unknown> | undefined;
+    try {
+      // Row 150 is in the second batch of the first range (ids from 1, batches of 100).
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM people WHERE id = 150 FOR UPDATE');
+      const cli = await startCli(ws, ['rotate', '--workers', '1', '--batch-size', '100', '--lock-timeout', '60s']);
+      await waitForLockWait(db.pool, 'UPDATE %people% AS t SET %', { until: cli.done });
+      ddl = db.pool.query('ALTER TABLE people RENAME TO people_renamed');
+      await waitForLockWait(db.pool, 'ALTER TABLE people RENAME%', { until: ddl });
+      await holder.query('COMMIT');
+      await ddl;
+      const result = await cli.done;
+      expect({ code: result.code, stderr: result.stderr }).toMatchObject({
+        code: 2,
+        stderr: expect.stringMatching(/public\.people .*changed while .*dropped, renamed or altered.*pg-rekey rotate/s),
+      });
+      expect(result.stderr).not.toContain('internal error');
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      holder.release();
+    }
+    // The two batches committed before the rename are kept; nothing else was written.
+    const kept = await db.pool.query(`SELECT count(*)::int AS n FROM people_renamed WHERE email_key_version IS NOT NULL`);
+    expect(kept.rows[0]).toEqual({ n: 200 });
+    const status = await ws.run(['status', '--json']);
+    expectExit(status, 0);
+    expect(JSON.parse(status.stdout)).toMatchObject({ status: 'stopped' });
+
+    await db.pool.query('ALTER TABLE people_renamed RENAME TO people');
+    const resumed = await ws.run(['rotate']);
+    expectExit(resumed, 0);
+    expect(resumed.stderr).toContain('Joined rotation run');
+    await expectAllUnderKey(db.pool, 'new');
+  }, 120_000);
+});
+
+describe('a key-version column dropped between a batch\'s read and its write', () => {
+  it('fails the compare-and-swap with a TargetError naming the table, and the batch writes nothing', async () => {
+    const { db, ws } = await fresh('kv_dropped_mid_batch', 300);
+    expectExit(await ws.run(['keys', 'add', 'new']), 0);
+    expectExit(await ws.run(['keys', 'add', 'old']), 0);
+    const target = await resolveTarget(
+      db.pool,
+      { schema: 'public', table: 'people', key: undefined, columns: ['email', 'mobno'], format: 'django-fernet-v1' },
+      { requireVersionColumns: true },
+    );
+    const version = (await db.pool.query<{ version: number }>(`SELECT version FROM pgrekey.keys WHERE key_id = 'new'`)).rows[0]!.version;
+    const codec = await bothKeysCodec();
+    const run = await startOrJoinRun(
+      db.pool,
+      'pgrekey',
+      { targetKeyId: 'new', sourceKeyIds: ['old'], columns: ['public.people.email', 'public.people.mobno'], trigger: 'manual', reason: undefined, actor: { osUser: 'test', host: 'test' }, options: {} },
+      [target],
+    );
+    // What the target migration's down does, from another host, while the first batch is in the crypto step.
+    const dropping: BatchTransformer = async (_t, batch) => {
+      await db.pool.query('ALTER TABLE people DROP COLUMN mobno_key_version CASCADE');
+      return transformBatch(batch, { codec, targetKeyId: 'new', targetVersion: version });
+    };
+    const rotating = runRotation({
+      pool: db.pool, schema: 'pgrekey', runId: run.id, targetVersion: version, targets: [target], transform: dropping, owner: 'p',
+      settings: { batchSize: 100, workers: 1, leaseMs: 30_000, lockTimeoutMs: 5000, statementTimeoutMs: 60_000, onError: 'continue' },
+    });
+    await expect(rotating).rejects.toBeInstanceOf(TargetError);
+    await expect(rotating).rejects.toThrow(/public\.people changed while this rotation ran: .*mobno_key_version.*\(SQLSTATE 42703\)/);
+    const written = await db.pool.query(`SELECT count(*)::int AS n FROM people WHERE email_key_version IS NOT NULL`);
+    expect(written.rows[0]).toEqual({ n: 0 });
+  }, 120_000);
+});
