@@ -137,8 +137,9 @@ export async function runRotation(input: RunRotationInput): Promise<RotationOutc
         const progress = (await pool.query<{ openRanges: number }>(selectRunProgressSql(schema, runId))).rows[0]!;
         if (progress.openRanges === 0) return;
         // Ranges are held by other workers or hosts: wait; if one dies, its
-        // lease expires and this loop takes the range over.
-        await rangeEnded.wait(Math.min(1000, settings.leaseMs / 2), input.signal);
+        // lease expires and this loop takes the range over. A stop rings the
+        // doorbell (wakeOnStop); checked here in the same turn, none is missed.
+        if (!shouldStop()) await rangeEnded.wait(Math.min(1000, settings.leaseMs / 2));
         continue;
       }
       const target = byName.get(claimed.target);
@@ -164,13 +165,22 @@ export async function runRotation(input: RunRotationInput): Promise<RotationOutc
       if (outcome === 'aborted') aborted = true;
     }
   };
-  await Promise.all(
-    Array.from({ length: Math.max(1, settings.workers) }, () =>
-      worker().catch((error: unknown) => {
-        failure ??= { error };
-      }),
-    ),
-  );
+  // One abort listener for the process, not one per waiting worker: with more
+  // than ten idle workers (--workers above the number of ranges) Node printed
+  // "Possible EventTarget memory leak detected" on stderr.
+  const wakeOnStop = () => rangeEnded.ring();
+  input.signal?.addEventListener('abort', wakeOnStop, { once: true });
+  try {
+    await Promise.all(
+      Array.from({ length: Math.max(1, settings.workers) }, () =>
+        worker().catch((error: unknown) => {
+          failure ??= { error };
+        }),
+      ),
+    );
+  } finally {
+    input.signal?.removeEventListener('abort', wakeOnStop);
+  }
   if (failure) throw failure.error;
 
   const ranges = (await pool.query<RangeRow>(selectRangesSql(schema, runId))).rows;

@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { createPool } from '../../src/db/pool.js';
 import { RunConflictError } from '../../src/errors.js';
 import { startOrJoinRun } from '../../src/rotation/planRun.js';
-import { claimRangeSql, releaseRangeSql, type ClaimedRange } from '../../src/rotation/rangesSql.js';
+import { claimRangeSql, releaseRangeSql, selectRunProgressSql, type ClaimedRange } from '../../src/rotation/rangesSql.js';
 import { runRotation, type RotationOutcome, type RotationSettings } from '../../src/rotation/rotate.js';
 import { readRunStatus } from '../../src/rotation/runStatus.js';
 import type { BatchTransformer } from '../../src/rotation/rotateRange.js';
@@ -507,6 +507,47 @@ describe('a worker that stops after its range was taken over', () => {
       resumeB();
       await hostB?.catch(() => undefined);
       await poolA.end();
+    }
+  }, 120_000);
+});
+
+describe('more workers than ranges (--workers above the number of ranges)', () => {
+  it('the idle ones wait for the busy one without Node warning of an event-listener leak', async () => {
+    const { db, transform, startRun, rotation } = await rotationOf('idle_workers', 50);
+    const run = await startRun();
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
+    process.on('warning', onWarning);
+    const pool = createPool(db.url);
+    try {
+      // The 11 workers that find no range to claim ask how many ranges are open, then wait.
+      const progressText = selectRunProgressSql('pgrekey', run.id).text;
+      let progressReplies = 0;
+      let allIdle!: () => void;
+      const idle = new Promise<void>((resolve) => (allIdle = resolve));
+      const query = pool.query.bind(pool) as (...args: unknown[]) => Promise<unknown>;
+      (pool as unknown as { query: (...args: unknown[]) => Promise<unknown> }).query = async (...args: unknown[]) => {
+        const reply = await query(...args);
+        if ((args[0] as { text?: unknown }).text === progressText && ++progressReplies === 11) allIdle();
+        return reply;
+      };
+      // The one range (50 rows) is held in its first batch until every idle worker has
+      // had its reply and gone on to wait (the turn of the event loop after the last one).
+      const holding: BatchTransformer = async (t, batch) => {
+        await idle;
+        await new Promise((resolve) => setImmediate(resolve));
+        return transform(t, batch);
+      };
+      const stop = new AbortController();
+      const outcome = await runRotation({
+        pool, ...rotation, runId: run.id, transform: holding, settings: settings({ workers: 12 }), owner: 'p', signal: stop.signal,
+      });
+      expect(outcome).toMatchObject({ status: 'succeeded', examined: 50 });
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+      await pool.end();
     }
   }, 120_000);
 });
