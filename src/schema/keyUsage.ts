@@ -6,6 +6,7 @@ import { TargetError } from '../errors.js';
 import { sqlstateOf } from '../db/sqlstate.js';
 import type { TargetConfig } from '../config/loadConfig.js';
 import { targetName } from '../config/loadConfig.js';
+import { assertKeyVersionGuards } from './keyVersionGuards.js';
 
 /** The key-version column that indexes the work for encrypted column `column` (DESIGN §3). */
 export function keyVersionColumn(column: string): string {
@@ -37,13 +38,14 @@ function selectColumnUsageSql(schema: string, target: TargetConfig, column: stri
  * Counts, per target column, the rows under each key and the rows whose key
  * version is unknown. Needs the target migrations applied; says so otherwise.
  * Counts that cannot see every row (RLS filtering this role, inheritance
- * children) are refused with a TargetError rather than returned short: keys
- * retire decides on them.
+ * children) or rest on unguarded hints (a guard trigger missing or disabled)
+ * are refused with a TargetError rather than returned: keys retire decides on them.
  */
 export async function keyUsage(db: Queryable, schema: string, targets: readonly TargetConfig[]): Promise<ColumnUsage[]> {
   const usage: ColumnUsage[] = [];
   for (const target of targets) {
-    await assertWholeTableVisible(db, await assertRelationExists(db, { schema: target.schema, name: target.table }));
+    const table = await assertRelationExists(db, { schema: target.schema, name: target.table });
+    await assertWholeTableVisible(db, table);
     for (const column of target.columns) {
       let rows: { keyId: string | null; rows: string }[];
       try {
@@ -64,6 +66,8 @@ export async function keyUsage(db: Queryable, schema: string, targets: readonly 
       }
       usage.push(entry);
     }
+    // Counts by hint are only as good as the triggers that reset stale hints.
+    await assertKeyVersionGuards(db, table, target.columns);
   }
   return usage;
 }

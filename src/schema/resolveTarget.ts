@@ -13,6 +13,7 @@ import { formatIdent, formatQualifiedName } from '../db/quote.js';
 import type { Queryable } from '../db/withTransaction.js';
 import { TargetError } from '../errors.js';
 import { keyVersionColumn } from './keyUsage.js';
+import { assertKeyVersionGuards } from './keyVersionGuards.js';
 
 /** A key column with the type its text form is cast back to in keyset comparisons. */
 export interface KeyColumn {
@@ -103,7 +104,8 @@ async function assertVersionColumnsOurs(db: Queryable, table: TableInfo, columns
  * is a unique NOT NULL key, the encrypted columns are text, their key-version
  * columns, where they exist, are pg-rekey's, and a read of it
  * sees exactly its rows (assertWholeTableVisible). `requireVersionColumns`
- * additionally demands the target migration has been applied.
+ * additionally demands the target migration has been applied and its guard
+ * triggers are in place (assertKeyVersionGuards).
  */
 export async function resolveTarget(
   db: Queryable,
@@ -131,6 +133,7 @@ export async function resolveTarget(
   });
   await assertVersionColumnsOurs(db, table, columns, options.registrySchema);
   await assertWholeTableVisible(db, table);
+  if (options.requireVersionColumns) await assertKeyVersionGuards(db, table, target.columns);
   return { name: where, schema: target.schema, table: target.table, key, columns, format: target.format };
 }
 

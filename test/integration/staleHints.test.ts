@@ -54,3 +54,26 @@ it('a value the application wrote under the new key gets its hint back, and is r
   const row = (await pool.query(`SELECT email, email_key_version IS NOT NULL AS hinted FROM people WHERE id = 9`)).rows[0];
   expect(row).toEqual({ email: written, hinted: true });
 });
+
+it('with a guard trigger disabled (or dropped), rotate, verify and keys retire exit 2 naming it; the key is not retired', async () => {
+  const pool = db.current.pool;
+  expectExit(await ws.run(['verify', '--without', 'old']), 0);
+  // A DBA disables the email guard for a bulk load and forgets it; a host still on the old key then writes row 7.
+  await pool.query('ALTER TABLE people DISABLE TRIGGER zz_pgrekey_email_kv_reset');
+  await pool.query(`UPDATE people SET email = $1 WHERE id = 7`, [(await oldKeyOnly()).encrypt('late@example.com')]);
+  const disabled = /public\.people\.email: the key-version guard trigger zz_pgrekey_email_kv_reset is disabled .*ENABLE TRIGGER.*verify --fix-versions/s;
+  for (const args of [['keys', 'retire', 'old'], ['rotate'], ['verify']]) {
+    const result = await ws.run(args);
+    expectExit(result, 2);
+    expect(result.stderr, args.join(' ')).toMatch(disabled);
+  }
+  const state = await pool.query(`SELECT state FROM pgrekey.keys WHERE key_id = 'old'`);
+  expect(state.rows).toEqual([{ state: 'active' }]);
+
+  // Dropped: as the too-long recipe does to widen a column, without re-creating it.
+  await pool.query('ALTER TABLE people ENABLE TRIGGER zz_pgrekey_email_kv_reset');
+  await pool.query('DROP TRIGGER zz_pgrekey_email_kv_reset_ins ON people');
+  const retire = await ws.run(['keys', 'retire', 'old']);
+  expectExit(retire, 2);
+  expect(retire.stderr).toMatch(/the key-version guard trigger zz_pgrekey_email_kv_reset_ins is missing .*target migration/s);
+});
