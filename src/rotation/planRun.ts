@@ -159,6 +159,21 @@ async function planRanges(client: Queryable, schema: string, runId: number, targ
 }
 
 /**
+ * Abandons the unfinished rotation, if any, and starts none: for a run whose
+ * only target table is gone (dropped, and removed from the config), which no
+ * rotate could otherwise finish or replace — it would keep `keys retire` and
+ * `migrate down` refused for good. Returns the abandoned run's id, or null.
+ */
+export async function abandonOpenRun(pool: pg.Pool, schema: string, reason: string | undefined): Promise<number | null> {
+  return withTransaction(pool, async (client) => {
+    const open = (await client.query<{ id: number }>(selectOpenRotationSql(schema))).rows[0];
+    // Waits for the open run's batches in flight, as in startOrJoinRun.
+    if (open) await client.query(abandonRunSql(schema, open.id, reason));
+    return open?.id ?? null;
+  });
+}
+
+/**
  * Joins the unfinished rotation if there is one (refusing one to another key or
  * other columns, RunConflictError), or starts a run and plans its ranges in one
  * transaction. Concurrent starters race on a unique index; the loser joins.

@@ -9,6 +9,8 @@
  * compare-and-swap waits for, queues the DDL behind that batch, then lets go —
  * the DDL runs between the second batch's commit and the third batch's read.
  */
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TargetError } from '../../src/errors.js';
 import { startOrJoinRun } from '../../src/rotation/planRun.js';
@@ -69,7 +71,7 @@ describe('a key-version column dropped between a batch\'s read and its write', (
     const target = await resolveTarget(
       db.pool,
       { schema: 'public', table: 'people', key: undefined, columns: ['email', 'mobno'], format: 'django-fernet-v1' },
-      { requireVersionColumns: true },
+      { requireVersionColumns: true, registrySchema: 'pgrekey' },
     );
     const version = (await db.pool.query<{ version: number }>(`SELECT version FROM pgrekey.keys WHERE key_id = 'new'`)).rows[0]!.version;
     const codec = await bothKeysCodec();
@@ -92,5 +94,27 @@ describe('a key-version column dropped between a batch\'s read and its write', (
     await expect(rotating).rejects.toThrow(/public\.people changed while this rotation ran: .*mobno_key_version.*\(SQLSTATE 42703\)/);
     const written = await db.pool.query(`SELECT count(*)::int AS n FROM people WHERE email_key_version IS NOT NULL`);
     expect(written.rows[0]).toEqual({ n: 0 });
+  }, 120_000);
+});
+
+describe('the only target table dropped while its rotation is stopped', () => {
+  it('rotate --abandon-open-run, with the target removed from the config, ends the run (exit 0) instead of leaving it open for good', async () => {
+    const { db, ws } = await fresh('dropped_while_stopped', 3000);
+    expectExit(await ws.run(['keys', 'add', 'old']), 0);
+    expectExit(await ws.run(['rotate', '--batch-size', '50', '--max-rate', '500', '--max-duration', '1s']), 75);
+    await db.pool.query('DROP TABLE people');
+    // The table is gone for good: the DBA removes it from the config.
+    const configPath = path.join(ws.dir, 'pg-rekey.config.json');
+    const config = JSON.parse(await readFile(configPath, 'utf8')) as Record<string, unknown>;
+    await writeFile(configPath, JSON.stringify({ ...config, targets: [] }));
+
+    const abandoned = await ws.run(['rotate', '--abandon-open-run', '--reason', 'people was dropped', '--json']);
+    expectExit(abandoned, 0);
+    const run = await db.pool.query(`SELECT id::int, status, summary->>'abandonReason' AS reason FROM pgrekey.runs WHERE kind = 'rotate' ORDER BY id`);
+    expect(run.rows).toEqual([{ id: expect.any(Number), status: 'aborted', reason: 'people was dropped' }]);
+    expect(JSON.parse(abandoned.stdout)).toMatchObject({ status: 'abandoned', runId: run.rows[0].id });
+    // Nothing is left open: the retire gate no longer names a rotation run.
+    const retire = await ws.run(['keys', 'retire', 'old']);
+    expect(retire.stdout).not.toMatch(/rotation run \d+ is unfinished/);
   }, 120_000);
 });

@@ -10,7 +10,7 @@ import { requireActiveKey, type RegisteredKey } from '../../schema/registry.js';
 import type { ResolvedTarget } from '../../schema/resolveTarget.js';
 import { selectAnyWorkSql } from '../../rotation/batchSql.js';
 import { dryRunTarget, type DryRunTargetReport } from '../../rotation/dryRun.js';
-import { startOrJoinRun } from '../../rotation/planRun.js';
+import { abandonOpenRun, startOrJoinRun } from '../../rotation/planRun.js';
 import { selectRangesSql } from '../../rotation/rangesSql.js';
 import { assertReplicaLagReadable } from '../../rotation/throttle.js';
 import { runRotation, type RotationOutcome, type RotationSettings } from '../../rotation/rotate.js';
@@ -111,6 +111,8 @@ export function rotateCommand(wrap: Wrap): CommandModule {
         // rows hidden by RLS…), exits 2 before any key is registered.
         checkBeforeWriting: async (pool: pg.Pool, config: ResolvedConfig, keys: KeysBeforeWriting) => {
           if (argv.to !== undefined) assertTargetKeyUsable(argv.to, keys);
+          // A run whose only table was dropped (and taken out of the config) can only be abandoned.
+          if (argv.abandonOpenRun && !argv.dryRun && config.targets.length === 0) return { targets: [], partial: false };
           return checkChosenTargets(argv.target, argv.dryRun ? 'none' : 'values')(pool, config, keys);
         },
       };
@@ -261,6 +263,16 @@ async function rotate(
   stop: StopRequest,
   cryptoPool: CryptoPool | undefined,
 ) {
+  if (targets.length === 0) {
+    // Only --abandon-open-run with no target configured gets here (checkBeforeWriting).
+    const runId = await abandonOpenRun(session.pool, session.schema, argv.reason);
+    ctx.output.result({ status: runId === null ? 'nothing-to-do' : 'abandoned', runId }, () =>
+      runId === null
+        ? 'No rotation run is open, and no target is configured: nothing to do.'
+        : `Abandoned rotation run ${runId}; no target is configured, so no rotation was started.`,
+    );
+    return ExitCode.OK;
+  }
   const targetKeyId = argv.to ?? session.registry.find((k) => k.isPrimary)?.keyId;
   if (!targetKeyId) throw new UsageError('no primary key is registered — pass --to <key id> or run "pg-rekey keys promote <id>"');
   const targetVersion = requireActiveKey(session.registry, targetKeyId).version;
