@@ -6,6 +6,7 @@ import { sqlstateOf } from '../db/sqlstate.js';
 import { withTransaction, type Queryable } from '../db/withTransaction.js';
 import { RunConflictError, UsageError } from '../errors.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
+import { tryMigrateDownLockSharedSql } from '../schema/migrationLock.js';
 import type { Actor } from '../schema/runsSql.js';
 import type { RowKey } from './batchSql.js';
 import { HOLDS_LIVE_LEASE, runTotals } from './rangesSql.js';
@@ -206,6 +207,15 @@ export async function startOrJoinRun(
             await client.query(markResumedSql(schema, open.id));
             return { id: open.id, targetKeyId: open.targetKey, joined: true };
           }
+        }
+        // migrate down refuses to run while a rotation is open, but a run started after
+        // its check would have its key-version columns removed under it: none starts
+        // while a migrate down holds its lock (ours is held until this commits).
+        if (!(await client.query<{ locked: boolean }>(tryMigrateDownLockSharedSql())).rows[0]!.locked) {
+          throw new RunConflictError(
+            'a pg-rekey migrate down is running on this database (from this or another host) — no rotation was started; ' +
+              'run "pg-rekey rotate" again once it has finished (and "pg-rekey migrate up" if it removed the target\'s columns)',
+          );
         }
         const key = (await client.query<{ state: string }>(selectKeyStateSql(schema, run.targetKeyId))).rows[0];
         if (key?.state !== 'active') {

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { connectClient } from '../db/pool.js';
 import { quoteIdent } from '../db/quote.js';
 import { RunConflictError, UsageError } from '../errors.js';
+import { lockMigrateDownSql, MIGRATION_LOCK_ID } from './migrationLock.js';
 
 /**
  * The package root: the nearest directory above this module holding package.json.
@@ -33,10 +34,7 @@ export const OWN_MIGRATIONS_TABLE = 'pgrekey_migrations';
 /** The table tracking target migrations (`target add` output), separately from ours. */
 export const TARGET_MIGRATIONS_TABLE = 'target_migrations';
 
-// Our own advisory lock id (node-pg-migrate's default is shared with the host
-// application's migrations, which would make us wait on, or block, theirs).
-// A session lock is fine here: a migration is short and runs on one connection.
-const MIGRATION_LOCK_ID = 0x7067726b; // "pgrk"
+// A session lock (MIGRATION_LOCK_ID) is fine here: a migration is short and runs on one connection.
 const LOCK_POLL_MS = 250;
 
 /**
@@ -124,7 +122,12 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
     if (options.dryRun) await client.query('BEGIN');
     // A dry run writes nothing and needs no lock (inside its transaction a session lock is pointless).
     else await acquireMigrationLock(client, options.logger);
-    if (options.direction === 'down') await refuseWhileRotationOpen(client, options.schema);
+    if (options.direction === 'down') {
+      // Held until the end: a rotation starting after the check below would
+      // have its columns removed under it (planRun.ts refuses to start one).
+      if (!options.dryRun) await client.query(lockMigrateDownSql());
+      await refuseWhileRotationOpen(client, options.schema);
+    }
     const run = (which: 'own' | 'target') => runOne(client, options, which, sql);
     const result: MigrateResult = { own: [], target: [], sql };
     const hasTargets = options.targetMigrationsDir !== undefined && (await directoryHasFiles(options.targetMigrationsDir));
