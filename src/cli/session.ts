@@ -198,6 +198,15 @@ export function asDatabaseError(err: unknown): unknown {
       { cause: err },
     );
   }
+  if (code === SqlState.tooManyConnections) {
+    // max_connections, or the role's or database's CONNECTION LIMIT: most often
+    // reached by rotate, whose every worker holds a connection of its own.
+    return new DatabaseError(
+      `the database refused another connection: ${(err as Error).message} (SQLSTATE ${code}) — pg-rekey opens one per rotate worker: ` +
+        "lower --workers, or raise max_connections or the role's CONNECTION LIMIT; a rotation resumes from its checkpoints",
+      { cause: err },
+    );
+  }
   if (code === SqlState.readOnlySqlTransaction) {
     // The usual cause is a URL pointing at a hot standby; nothing was written.
     return new DatabaseError(

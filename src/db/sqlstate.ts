@@ -25,6 +25,7 @@ export const SqlState = {
   duplicateTable: '42P07',
   duplicateDatabase: '42P04',
   readOnlySqlTransaction: '25006',
+  tooManyConnections: '53300',
 } as const;
 
 /**
