@@ -39,19 +39,40 @@ class ClosingClient extends pg.Client {
   override connect(): Promise<pg.Client>;
   override connect(callback: ConnectCallback): void;
   override connect(callback?: ConnectCallback): Promise<pg.Client> | void {
+    // Until the caller holds the client, with its own 'error' listener, an error
+    // event is this connect's failure: a backend terminated while the SET ran
+    // sends its FATAL in the same packet as the SET's reply, when no query is
+    // active, and an 'error' event nobody listens to would crash the process.
+    let setupError: unknown;
+    const onSetupError = (err: unknown) => {
+      setupError ??= err;
+    };
+    this.on('error', onSetupError);
     const connected = super
       .connect()
       .then(() => this.query(SESSION_SETTINGS))
-      .then(() => this as pg.Client)
+      .then(() => {
+        if (setupError !== undefined) throw setupError;
+        return this as pg.Client;
+      })
       .catch((err: unknown) => {
         // Not awaited: after a failed connect, end() may wait for an 'end' event that never comes.
         void this.end().catch(() => undefined);
         throw err;
       });
-    if (!callback) return connected;
+    // Removed in the same tick as the caller gets the client (pg-pool adds its listener then).
+    const handOver = <T>(result: T): T => {
+      this.removeListener('error', onSetupError);
+      return result;
+    };
+    if (!callback) {
+      return connected.then(handOver, (err: unknown) => {
+        throw handOver(err);
+      });
+    }
     connected.then(
-      (client) => (callback as (err: Error | null, client?: pg.Client) => void)(null, client),
-      (err: Error) => (callback as (err: Error | null, client?: pg.Client) => void)(err),
+      (client) => (callback as (err: Error | null, client?: pg.Client) => void)(null, handOver(client)),
+      (err: Error) => (callback as (err: Error | null, client?: pg.Client) => void)(handOver(err)),
     );
   }
 }
