@@ -20,10 +20,10 @@ const MAX_LEGACY_BYTES = 1 << 20;
 const utf8Strict = new TextDecoder('utf-8', { fatal: true });
 
 /**
- * What a value outside the target's format is. `malformed`: a ciphertext
- * (or `ENC_V1:` value) with whitespace before it — altered text, not plain text.
+ * What a value outside the target's format is. `malformed`: a ciphertext prefix
+ * behind leading whitespace (see classifyForeignValue).
  */
-export type ForeignValueClass = 'legacy' | 'legacy-malformed' | 'malformed' | 'plaintext' | 'wrong-format';
+export type ForeignValueClass = 'legacy' | 'legacy-malformed' | 'plaintext' | 'wrong-format' | 'malformed';
 
 /** Decodes an `ENC_V1:` value to its text, or undefined when it is not one that decodes. */
 export function decodeLegacy(stored: string): string | undefined {
@@ -43,11 +43,14 @@ export function decodeLegacy(stored: string): string | undefined {
 export function classifyForeignValue(stored: string): ForeignValueClass {
   if (stored.startsWith(LEGACY_PREFIX)) return decodeLegacy(stored) === undefined ? 'legacy-malformed' : 'legacy';
   if (CIPHERTEXT_PREFIXES.some((p) => stored.startsWith(p))) return 'wrong-format';
-  // Whitespace or a newline before a ciphertext (an export/import, a
-  // copy-paste) does not make it plain text: `rotate --encrypt-legacy` would
-  // encrypt the old ciphertext itself, and once its key is retired the value
-  // inside could never be read again.
+  // A ciphertext whose text gained leading whitespace (a copy-paste, a BOM from
+  // a CSV import) is a damaged ciphertext, not plaintext: as plaintext,
+  // `rotate --encrypt-legacy` would encrypt the ciphertext itself as the
+  // user's data, and verify would count the row as healthy from then on.
   const trimmed = stored.trimStart();
-  if (trimmed !== stored && [LEGACY_PREFIX, ...CIPHERTEXT_PREFIXES].some((p) => trimmed.startsWith(p))) return 'malformed';
+  if (trimmed !== stored) {
+    if (trimmed.startsWith(LEGACY_PREFIX)) return 'legacy-malformed';
+    if (CIPHERTEXT_PREFIXES.some((p) => trimmed.startsWith(p))) return 'malformed';
+  }
   return 'plaintext';
 }

@@ -10,8 +10,9 @@
  *  - another pg-rekey format's prefix (`FERNET_V1:`, `FERNET_V2:`, `PGRK1:`,
  *    a Fernet token's `gAAAAA`) → the failure `wrong-format`: it is a
  *    ciphertext, just not of the configured format (a misconfigured target);
- *  - one of those prefixes or `ENC_V1:` after leading whitespace → the failure
- *    `malformed`: altered text, never plain text to encrypt;
+ *  - one of those prefixes behind leading whitespace → the failure `malformed`
+ *    (`legacy-malformed` for `ENC_V1:`): a ciphertext damaged by a copy or an
+ *    import, which `--encrypt-legacy` must not encrypt as plaintext;
  *  - anything else → `plaintext` (an email, a phone number, any text).
  * Values with the right prefix that do not decrypt keep the codec's reason.
  */
