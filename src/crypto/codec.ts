@@ -6,7 +6,8 @@
  * Decrypt failure reasons (DecryptError.reason):
  *  - 'not-a-string': the value is not a string.
  *  - 'wrong-format': it lacks this format's prefix (plaintext, another format).
- *    For `fernet` the "prefix" is `gAAAAA` (version byte + high timestamp bits).
+ *    For `fernet` the "prefix" is `gAAAAA` (version byte + high timestamp bits),
+ *    or base64 of bytes with a Fernet header (see isFernetTokenText).
  *  - 'malformed': right prefix, but bad/non-canonical base64, trailing data,
  *    truncation, a bad version byte, a non-block-aligned ciphertext, bad PKCS7
  *    padding under a valid MAC, or a plaintext that is not UTF-8 (decrypt only).

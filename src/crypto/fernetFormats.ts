@@ -10,6 +10,7 @@ import { KeyInvalidError } from '../errors.js';
 import {
   checkFernetShape,
   fernetTimestamp,
+  hasFernetHeader,
   openFernetToken,
   sealFernetToken,
   splitFernetKey,
@@ -64,6 +65,22 @@ function djangoSecretCheck(format: Format, keyId: string, secret: string): void 
   }
 }
 
+/**
+ * True when `value` is a Fernet token by its text. Tokens a clock in seconds
+ * writes start with "gAAAAA" (the version byte, then a timestamp below 2^36),
+ * the fast path. A later timestamp — a writer that passed milliseconds, as
+ * `encrypt_at_time(data, int(time.time() * 1000))` does — changes those
+ * characters, yet pyca/cryptography reads the token (it checks time only under
+ * a TTL), so text that decodes canonically to bytes with a Fernet header is a
+ * token too; plaintext does not (100+ characters of base64 starting "g").
+ */
+export function isFernetTokenText(value: string): boolean {
+  if (value.startsWith('gAAAAA')) return true;
+  if (!value.startsWith('g')) return false;
+  const bytes = decodeBase64UrlStrict(value, 'required');
+  return bytes !== undefined && hasFernetHeader(bytes);
+}
+
 /** `fernet`: raw Fernet tokens; the key is a 32-byte url-safe base64 Fernet key. */
 export const fernetHandler: FormatHandler = {
   format: 'fernet',
@@ -86,9 +103,8 @@ export const fernetHandler: FormatHandler = {
     return encodeBase64Url(sealFernetToken(material as FernetKey, plaintext, timestamp, random(16)), true);
   },
   parse(value) {
-    // 0x80 followed by a timestamp below 2^36 (until the year 4147) always encodes as "gAAAAA":
-    // anything else is not a Fernet token at all (plaintext, another format).
-    if (!value.startsWith('gAAAAA')) throw decryptFailure('wrong-format', 'fernet', 'not a Fernet token');
+    // Anything else is not a Fernet token at all (plaintext, another format).
+    if (!isFernetTokenText(value)) throw decryptFailure('wrong-format', 'fernet', 'not a Fernet token');
     return { keyId: undefined, data: decodeToken('fernet', value, 'the token') };
   },
   open(material, parsed) {

@@ -69,6 +69,14 @@ export function checkFernetShape(token: Buffer): FernetShapeProblem | undefined 
   return undefined;
 }
 
+/**
+ * True when `token` starts with the version byte and holds at least one
+ * ciphertext block: how a token is told from other bytes whatever its timestamp.
+ */
+export function hasFernetHeader(token: Buffer): boolean {
+  return token.length >= HEADER + 16 + MAC && token[0] === VERSION;
+}
+
 /** The token's timestamp (seconds); call only after {@link checkFernetShape}. */
 export function fernetTimestamp(token: Buffer): number {
   return token.readUInt32BE(1) * 0x100000000 + token.readUInt32BE(5);

@@ -5,14 +5,20 @@
  * `rotate --encrypt-legacy` encrypts them.
  */
 import { inflateSync } from 'node:zlib';
+import { isFernetTokenText } from './fernetFormats.js';
 import { decodeBase64UrlStrict } from './strictBase64.js';
 
 /** The prefix of the application's old keyless format. */
 export const LEGACY_PREFIX = 'ENC_V1:';
 
 // Prefixes of the ciphertext formats pg-rekey knows (DESIGN §4): a value with
-// one of them is a ciphertext of another format, never plain text.
-const CIPHERTEXT_PREFIXES = ['FERNET_V1:', 'FERNET_V2:', 'PGRK1:', 'gAAAAA'];
+// one of them, or a Fernet token (whatever its timestamp), is a ciphertext of
+// another format, never plain text.
+const CIPHERTEXT_PREFIXES = ['FERNET_V1:', 'FERNET_V2:', 'PGRK1:'];
+
+function isCiphertextText(value: string): boolean {
+  return CIPHERTEXT_PREFIXES.some((p) => value.startsWith(p)) || isFernetTokenText(value);
+}
 
 // A legacy value is small text; a "zip bomb" row must not exhaust memory.
 const MAX_LEGACY_BYTES = 1 << 20;
@@ -42,7 +48,7 @@ export function decodeLegacy(stored: string): string | undefined {
 /** Classifies a value the target's codec refused as `wrong-format` (it lacks the format's prefix). */
 export function classifyForeignValue(stored: string): ForeignValueClass {
   if (stored.startsWith(LEGACY_PREFIX)) return decodeLegacy(stored) === undefined ? 'legacy-malformed' : 'legacy';
-  if (CIPHERTEXT_PREFIXES.some((p) => stored.startsWith(p))) return 'wrong-format';
+  if (isCiphertextText(stored)) return 'wrong-format';
   // A ciphertext whose text gained leading whitespace (a copy-paste, a BOM from
   // a CSV import) is a damaged ciphertext, not plaintext: as plaintext,
   // `rotate --encrypt-legacy` would encrypt the ciphertext itself as the
@@ -50,7 +56,7 @@ export function classifyForeignValue(stored: string): ForeignValueClass {
   const trimmed = stored.trimStart();
   if (trimmed !== stored) {
     if (trimmed.startsWith(LEGACY_PREFIX)) return 'legacy-malformed';
-    if (CIPHERTEXT_PREFIXES.some((p) => trimmed.startsWith(p))) return 'malformed';
+    if (isCiphertextText(trimmed)) return 'malformed';
   }
   return 'plaintext';
 }

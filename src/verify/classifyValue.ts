@@ -8,7 +8,7 @@
  *  - `ENC_V1:` + url-safe base64 of zlib-compressed UTF-8 → `legacy` if it
  *    decodes, else the failure `legacy-malformed`;
  *  - another pg-rekey format's prefix (`FERNET_V1:`, `FERNET_V2:`, `PGRK1:`,
- *    a Fernet token's `gAAAAA`) → the failure `wrong-format`: it is a
+ *    a Fernet token, whatever its timestamp) → the failure `wrong-format`: it is a
  *    ciphertext, just not of the configured format (a misconfigured target);
  *  - one of those prefixes behind leading whitespace → the failure `malformed`
  *    (`legacy-malformed` for `ENC_V1:`): a ciphertext damaged by a copy or an
