@@ -3,8 +3,9 @@ import yargs, { type Argv } from 'yargs';
 import { createContext, type CommandContext, type GlobalOptions } from './context.js';
 import { ExitCode, exitCodeFor, type ExitCodeValue } from './exitCodes.js';
 import { createOutput } from './output.js';
+import { givenOnce } from './givenOnce.js';
 import { registerCommands } from './commands/index.js';
-import { PgRekeyError, UsageError } from '../errors.js';
+import { PgRekeyError } from '../errors.js';
 
 const version = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string })
   .version;
@@ -92,18 +93,6 @@ export async function runCli(argv: string[]): Promise<ExitCodeValue> {
     return exitCodeFor(error);
   }
   return exitCode;
-}
-
-/**
- * yargs collects a repeated option into an array, which the code behind a
- * string option does not expect (an internal error); which value was meant is
- * unclear anyway, so a repeated global option is a usage mistake.
- */
-function givenOnce(flag: string): (value: unknown) => unknown {
-  return (value) => {
-    if (Array.isArray(value)) throw new UsageError(`--${flag} is given more than once — give it once`);
-    return value;
-  };
 }
 
 /** A usage mistake found by yargs (unknown option, missing argument). */

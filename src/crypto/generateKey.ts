@@ -1,6 +1,7 @@
 /** Fresh key material for each format (`pg-rekey keys generate`). */
 import { randomBytes as cryptoRandomBytes } from 'node:crypto';
 import type { Format } from './formats.js';
+import { getFormatHandler } from './getFormatHandler.js';
 
 /** Django's get_random_secret_key() alphabet (50 characters). */
 export const DJANGO_SECRET_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789!@#$%^&*(-_=+)';
@@ -11,6 +12,9 @@ export const DJANGO_SECRET_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789!@#$%
  * alphabet (as get_random_secret_key()); aes-256-gcm → base64 of 32 random bytes.
  */
 export function generateKey(format: Format, randomBytes: (size: number) => Uint8Array = cryptoRandomBytes): string {
+  // ConfigError for an unknown format: JavaScript callers have no type to stop them,
+  // and falling through the switch would hand back `undefined` as a key.
+  getFormatHandler(format);
   switch (format) {
     case 'fernet':
       return Buffer.from(randomBytes(32).subarray(0, 32)).toString('base64url') + '=';

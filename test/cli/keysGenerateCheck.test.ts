@@ -52,6 +52,15 @@ describe('pg-rekey keys generate', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/Invalid values|Choices/);
   });
+
+  it('refuses --format given twice with exit 2 and prints no key (a pipe into a secret store must not store "undefined")', async () => {
+    for (const formats of [['fernet', 'aes-256-gcm'], ['django-fernet-v1', 'django-fernet-v1']]) {
+      const result = await runCli(['keys', 'generate', ...formats.flatMap((f) => ['--format', f])]);
+      expect(result.code, result.stdout).toBe(2);
+      expect(result.stdout).toBe('');
+      expect(result.stderr).toContain('--format is given more than once');
+    }
+  });
 });
 
 describe('pg-rekey keys check', () => {

@@ -200,4 +200,9 @@ describe('an unknown format', () => {
   it('is a ConfigError naming the formats, not a TypeError (JavaScript callers have no type to stop them)', async () => {
     await expect(createCodec({ format: 'nope' as never, keys: [{ id: 'k', secret: 'env:K' }], env: { K: 'x' } })).rejects.toThrow(ConfigError);
   });
+
+  it('is a ConfigError for generateKey too, never an undefined key', () => {
+    expect(() => generateKey('nope' as never)).toThrow(ConfigError);
+    expect(() => generateKey(['fernet', 'aes-256-gcm'] as never)).toThrow(ConfigError);
+  });
 });

@@ -3,6 +3,7 @@ import { FORMAT_IDS, type FormatId } from '../../config/configSchema.js';
 import { generateKey } from '../../crypto/generateKey.js';
 import { checkKeys } from '../../crypto/checkKeys.js';
 import { ExitCode } from '../exitCodes.js';
+import { givenOnce } from '../givenOnce.js';
 import { formatTable } from '../output.js';
 import type { Wrap } from './index.js';
 import { addKeyLifecycleCommands } from './keysLifecycle.js';
@@ -22,6 +23,7 @@ export function keysCommand(wrap: Wrap): CommandModule {
               type: 'string',
               choices: FORMAT_IDS,
               demandOption: true,
+              coerce: givenOnce('format'),
               describe:
                 'fernet: a Fernet key · django-fernet-v1/v2: a Django SECRET_KEY (50 chars) · aes-256-gcm: 32 bytes base64',
             }),
