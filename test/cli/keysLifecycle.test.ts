@@ -144,6 +144,16 @@ describe('keys lifecycle', () => {
     expect(await keyRow('k3')).toBeUndefined();
   });
 
+  test('a repeated --reason exits 2 and records nothing (the audit trail is append-only)', async () => {
+    const before = await counts();
+    for (const args of [['keys', 'promote', 'k2'], ['keys', 'retire', 'k3']]) {
+      const r = await project.cli([...args, '--reason', 'first', '--reason', 'second']);
+      expect(r.code, `${args.join(' ')}: ${r.stdout}${r.stderr}`).toBe(2);
+      expect(r.stderr).toContain('--reason is given more than once');
+    }
+    expect(await counts()).toEqual(before);
+  });
+
   test('every lifecycle action appears in runs, with the actor', async () => {
     const runs = await db.current.pool.query(
       `SELECT kind, target_key, status, reason, actor_os_user, actor_host, actor_db_user FROM pgrekey.runs ORDER BY id`,

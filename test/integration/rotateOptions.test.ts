@@ -29,6 +29,12 @@ describe('rotate options', () => {
     expect(slow.stderr).toMatch(/more than half of --lease/);
     const target = await ws.run(['rotate', '--target', 'people.nope']);
     expectExit(target, 2);
+    // A repeated --reason or --to: which one was meant is unclear, and the audit trail is append-only.
+    for (const args of [['--emergency', '--reason', 'a', '--reason', 'b'], ['--to', 'new', '--to', 'old']]) {
+      const twice = await ws.run(['rotate', ...args]);
+      expectExit(twice, 2);
+      expect(twice.stderr).toContain(`--${args[args.length - 2]!.slice(2)} is given more than once`);
+    }
     const runs = await db.current.pool.query(`SELECT count(*)::int AS n FROM pgrekey.runs WHERE kind = 'rotate'`);
     expect(runs.rows[0].n).toBe(0);
   });

@@ -5,6 +5,7 @@ import { promoteKey, registerConfiguredKeys, retireKey } from '../../schema/regi
 import { describeClosedGate } from '../../schema/retireGate.js';
 import type { CommandContext } from '../context.js';
 import { ExitCode } from '../exitCodes.js';
+import { givenOnce } from '../givenOnce.js';
 import { formatTable } from '../output.js';
 import { withSession, type Session } from '../session.js';
 import type { Wrap } from './index.js';
@@ -57,7 +58,8 @@ async function listKeys(ctx: CommandContext, checkDue: boolean) {
 
 /** Adds `keys add | list | promote | retire` (the registry lifecycle, issue 3 §4) to the `keys` command. */
 export function addKeyLifecycleCommands(yargs: Argv, wrap: Wrap): Argv {
-  const reason = { type: 'string' as const, describe: 'Why, recorded in the audit trail (runs)' };
+  // Once: a repeated --reason would be recorded as "{a,b}" in the append-only audit trail.
+  const reason = { type: 'string' as const, coerce: givenOnce('reason'), describe: 'Why, recorded in the audit trail (runs)' };
   return yargs
     .command({
       command: 'add <id>',

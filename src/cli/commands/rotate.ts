@@ -19,6 +19,7 @@ import { CryptoPool, defaultCryptoThreads } from '../../rotation/cryptoPool.js';
 import type { BatchTransformer } from '../../rotation/rotateRange.js';
 import { ExitCode } from '../exitCodes.js';
 import { formatDryRun, formatOutcome } from './rotateReport.js';
+import { givenOnce } from '../givenOnce.js';
 import { wholeNumberOption } from '../numberOptions.js';
 import { parseDuration } from '../parseDuration.js';
 import { createProgressReporter } from '../progressReporter.js';
@@ -58,7 +59,7 @@ export function rotateCommand(wrap: Wrap): CommandModule {
     describe: 'Re-encrypt every target value to the target key, online, resumable, in small transactions',
     builder: (y: Argv) =>
       y
-        .option('to', { type: 'string', describe: 'Target key id (default: the registry\'s primary key)' })
+        .option('to', { type: 'string', coerce: givenOnce('to'), describe: 'Target key id (default: the registry\'s primary key)' })
         .option('target', { type: 'string', array: true, describe: 'Limit to table.column (repeatable), e.g. people.email' })
         .option('batch-size', wholeNumberOption('batch-size', { min: 1, default: 1000, describe: 'Rows per batch (one transaction each)' }))
         .option('workers', wholeNumberOption('workers', { min: 1, default: 3, describe: 'Concurrent range workers in this process' }))
@@ -79,7 +80,7 @@ export function rotateCommand(wrap: Wrap): CommandModule {
           default: '30s',
           describe: `How long a range stays claimed without progress before another worker takes it over (at least ${MIN_LEASE_MS / 1000}s; keep it above the time one batch takes)`,
         })
-        .option('reason', { type: 'string', describe: 'Why this rotation runs (recorded in the audit trail)' })
+        .option('reason', { type: 'string', coerce: givenOnce('reason'), describe: 'Why this rotation runs (recorded in the audit trail)' })
         .option('encrypt-legacy', {
           type: 'boolean',
           default: false,
