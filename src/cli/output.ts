@@ -3,6 +3,7 @@
  * one JSON document with --json), diagnostics to stderr. Library code never prints.
  */
 
+import { isReaderGone } from './closedPipes.js';
 import { maskCredentials } from './maskCredentials.js';
 
 /** Where and how a command writes its result. */
@@ -14,6 +15,8 @@ export interface Output {
   info(line: string): void;
   /** Prints an error for the user on stderr, with any password in it masked. */
   error(code: string, message: string): void;
+  /** True once stdout's reader has gone (a closed pipe): a --watch loop then has nobody to refresh for. */
+  readerGone(): boolean;
 }
 
 /** Builds the Output for one CLI invocation. */
@@ -35,6 +38,7 @@ export function createOutput(options: { json: boolean; stdout?: NodeJS.WritableS
         options.json ? `${JSON.stringify({ error: { code, message } })}\n` : `pg-rekey: ${ensureNewline(message)}`,
       );
     },
+    readerGone: () => isReaderGone(stdout),
   };
 }
 

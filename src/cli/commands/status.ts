@@ -38,6 +38,8 @@ export function statusCommand(wrap: Wrap): CommandModule {
           if (status.status === 'stopped' && stoppedBefore) return ExitCode.OK;
           stoppedBefore = status.status === 'stopped';
           await sleep(WATCH_INTERVAL_MS);
+          // `status --watch | head -3`: once the reader has gone there is nobody to refresh for.
+          if (ctx.output.readerGone()) return ExitCode.OK;
         }
       }),
     ),
