@@ -39,6 +39,15 @@ describe('pg-rekey keys generate', () => {
     expect(again.stdout).not.toBe(fernet.stdout);
   });
 
+  it('with --json prints one JSON document with the key, like every other command', async () => {
+    const r = await runCli(['keys', 'generate', '--format', 'fernet', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    const doc = JSON.parse(r.stdout) as { format: string; key: string };
+    expect(doc.format).toBe('fernet');
+    expect(Buffer.from(doc.key, 'base64url')).toHaveLength(32);
+  });
+
   it('a generated key passes keys check', async () => {
     const key = (await runCli(['keys', 'generate', '--format', 'fernet'])).stdout.trim();
     await writeConfig({ keys: [{ id: 'k1', secret: 'env:K1' }], targets: target('fernet') });

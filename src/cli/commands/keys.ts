@@ -29,7 +29,9 @@ export function keysCommand(wrap: Wrap): CommandModule {
             }),
           handler: wrap<{ format: FormatId }>(async (ctx, argv) => {
             // Only the key, so `pg-rekey keys generate … | vault kv put …` works; never logged.
-            process.stdout.write(`${generateKey(argv.format)}\n`);
+            // With --json, a document like every command's, for scripts that parse them all alike.
+            const key = generateKey(argv.format);
+            ctx.output.result({ format: argv.format, key }, () => key);
             return ExitCode.OK;
           }),
         })
