@@ -4,6 +4,7 @@ import { createContext, type CommandContext, type GlobalOptions } from './contex
 import { ExitCode, exitCodeFor, type ExitCodeValue } from './exitCodes.js';
 import { createOutput } from './output.js';
 import { givenOnce } from './givenOnce.js';
+import { describeUnknownArguments } from './unknownOptions.js';
 import { registerCommands } from './commands/index.js';
 import { PgRekeyError } from '../errors.js';
 
@@ -63,12 +64,12 @@ export async function runCli(argv: string[]): Promise<ExitCodeValue> {
       ].join('\n'),
     )
     .exitProcess(false)
-    .fail((message, error) => {
+    .fail((message, error, usage) => {
       // yargs reports usage mistakes here; errors thrown by handlers are rethrown.
       // A YError is yargs' own usage error (an option's coerce threw, e.g. a bad
       // number): it carries the message, and must exit 2 like any usage mistake.
       if (error && error.name !== 'YError') throw error;
-      throw new UsageUnderYargs(message ?? error?.message ?? 'bad usage');
+      throw new UsageUnderYargs(describeUnknownArguments(message ?? error?.message ?? 'bad usage', argv, knownOptions(usage)));
     });
 
   registerCommands(parser, (handler) => async (args: GlobalOptions) => {
@@ -93,6 +94,16 @@ export async function runCli(argv: string[]): Promise<ExitCodeValue> {
     return exitCodeFor(error);
   }
   return exitCode;
+}
+
+/**
+ * The options of the command that failed to parse. yargs hands .fail() its
+ * usage object (typed as Argv), whose descriptions are keyed by option name;
+ * should that change, there is simply no suggestion.
+ */
+function knownOptions(usage: unknown): string[] {
+  const describe = (usage as { getDescriptions?: () => Record<string, unknown> } | undefined)?.getDescriptions;
+  return typeof describe === 'function' ? Object.keys(describe.call(usage)) : [];
 }
 
 /** A usage mistake found by yargs (unknown option, missing argument). */

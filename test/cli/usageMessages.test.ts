@@ -19,6 +19,29 @@ describe('usage messages', () => {
     }
   });
 
+  it('a mistyped option exits 2 naming it once, with the option the command accepts', async () => {
+    const cases: [string[], RegExp][] = [
+      [['rotate', '--batchsize', '500'], /^pg-rekey: Unknown argument: batchsize\n--batchsize: did you mean --batch-size\?$/m],
+      [['verify', '--sampel', '10'], /--sampel: did you mean --sample\?/],
+      [['keys', 'list', '--checkdue'], /--checkdue: did you mean --check-due\?/],
+      [['status', '--wach'], /--wach: did you mean --watch\?/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await runCli(args);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toMatch(message);
+    }
+    // A kebab-case typo is named as typed, not also as its camelCase alias.
+    const kebab = await runCli(['rotate', '--batch-sise', '5', '--json']);
+    expect(kebab.code).toBe(2);
+    expect(JSON.parse(kebab.stderr).error.message).toMatch(/^Unknown argument: batch-sise\n--batch-sise: did you mean --batch-size\?/);
+    // Nothing close: no guess.
+    const far = await runCli(['status', '--frobnicate']);
+    expect(far.code).toBe(2);
+    expect(far.stderr).toMatch(/Unknown argument: frobnicate/);
+    expect(far.stderr).not.toMatch(/did you mean/);
+  });
+
   it('a command group without its subcommand names the subcommands', async () => {
     const expected: Record<string, RegExp> = {
       keys: /Name a keys command; see pg-rekey keys --help/,
