@@ -48,6 +48,12 @@ export interface VerifyInput {
   maxFindings?: number;
   /** Called after each page with the target name and rows read so far in it. */
   onProgress?: (target: string, rows: number) => void;
+  /**
+   * A stop request (SIGTERM, SIGINT): checked before each page, so the scan
+   * ends between pages and the run is recorded as failed with the repairs
+   * committed so far; runVerify then rejects with the signal's reason.
+   */
+  signal?: AbortSignal;
 }
 
 /** The outcome of a verify run. */
@@ -69,7 +75,7 @@ export interface VerifyOutcome {
   rowsPerSecond: number;
 }
 
-/** Runs a verify and records it; throws on database errors (after recording a failed run when possible). */
+/** Runs a verify and records it; throws on database errors or a stop (after recording a failed run when possible). */
 export async function runVerify(input: VerifyInput): Promise<VerifyOutcome> {
   const started = Date.now();
   const findings: FindingSink = { max: input.maxFindings ?? 1000, list: [], dropped: 0 };
@@ -110,6 +116,7 @@ export async function runVerify(input: VerifyInput): Promise<VerifyOutcome> {
       }));
       let read = 0;
       const onRows = async (rows: Parameters<TargetVerifier['onRows']>[0]) => {
+        input.signal?.throwIfAborted();
         await verifier.onRows(rows);
         read += rows.length;
         input.onProgress?.(target.name, read);
@@ -134,7 +141,7 @@ export async function runVerify(input: VerifyInput): Promise<VerifyOutcome> {
       targets: targetNames,
       examined,
       fixed: reports.reduce((n, c) => n + c.versions.fixed, 0),
-      summary: { error: (err as { code?: string }).code ?? 'INTERNAL', columns: columnsSummary(columns) },
+      summary: { error: stoppedBy(input, err) ? 'STOPPED' : ((err as { code?: string }).code ?? 'INTERNAL'), columns: columnsSummary(columns) },
       findings: [],
     }).catch(() => undefined);
     throw err;
@@ -172,6 +179,11 @@ export async function runVerify(input: VerifyInput): Promise<VerifyOutcome> {
     durationMs,
     rowsPerSecond: Math.round(examined / Math.max(durationMs / 1000, 0.001)),
   };
+}
+
+/** Whether `err` is how input.signal ended the scan, rather than a failure of its own. */
+function stoppedBy(input: VerifyInput, err: unknown): boolean {
+  return input.signal?.aborted === true && err === input.signal.reason;
 }
 
 /** The per-column counters as stored in the run's summary (never values). */

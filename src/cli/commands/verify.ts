@@ -7,7 +7,8 @@ import { runVerify, type VerifyOutcome } from '../../verify/verify.js';
 import { ExitCode } from '../exitCodes.js';
 import { formatTable } from '../output.js';
 import { boundedNumberOption, wholeNumberOption } from '../numberOptions.js';
-import { checkChosenTargets, withSession, type ChosenTargets, type KeysBeforeWriting, type Session } from '../session.js';
+import { checkChosenTargets, isStopDuringStartUp, withSession, type ChosenTargets, type KeysBeforeWriting, type Session } from '../session.js';
+import { watchForStop } from '../stopRequest.js';
 import type { CommandContext } from '../context.js';
 import type { Wrap } from './index.js';
 
@@ -50,22 +51,42 @@ export function verifyCommand(wrap: Wrap): CommandModule {
           }),
         )
         .conflicts('sample', 'sample-percent'),
-    handler: wrap<VerifyArgs>(async (ctx, argv) =>
-      // register 'all': a key's version must exist to check hints against it.
-      withSession(
-        ctx,
-        {
-          register: 'all',
-          maxConnections: 3,
-          // An unknown --without key, or a target that cannot be verified, exits 2 before any key is registered.
-          checkBeforeWriting: async (pool, config, keys) => {
-            assertWithheldKeysKnown(argv.without ?? [], keys);
-            return checkChosenTargets(argv.target, argv.fixVersions ? 'key-versions' : 'none')(pool, config, keys);
+    handler: wrap<VerifyArgs>(async (ctx, argv) => {
+      // A cron job's timeout or a Ctrl-C: stop between pages and record the run
+      // (with the key-version repairs committed so far, which the retire gate
+      // must see) rather than die with them unrecorded.
+      const stop = watchForStop(ctx.logger, undefined);
+      try {
+        // register 'all': a key's version must exist to check hints against it.
+        return await withSession(
+          ctx,
+          {
+            register: 'all',
+            maxConnections: 3,
+            // An unknown --without key, or a target that cannot be verified, exits 2 before any key is registered.
+            checkBeforeWriting: async (pool, config, keys) => {
+              assertWithheldKeysKnown(argv.without ?? [], keys);
+              return checkChosenTargets(argv.target, argv.fixVersions ? 'key-versions' : 'none')(pool, config, keys);
+            },
+            stopSignal: stop.signal,
           },
-        },
-        (session, chosen) => verify(ctx, session, argv, chosen),
-      ),
-    ),
+          (session, chosen) => {
+            // From here a stop is taken between pages (runVerify), not by cancelling statements.
+            session.endStartUp();
+            return verify(ctx, session, argv, chosen, stop.signal);
+          },
+        );
+      } catch (err) {
+        if (!isStopDuringStartUp(err, stop.signal)) throw err;
+        ctx.output.result(
+          { status: 'stopped', runId: null },
+          () => 'Stopped before the end of the check: it proves nothing (a scan already under way is recorded as a failed verify run). Run "pg-rekey verify" again.',
+        );
+        return ExitCode.STOPPED_RESUMABLE;
+      } finally {
+        stop.dispose();
+      }
+    }),
   };
 }
 
@@ -78,7 +99,7 @@ function assertWithheldKeysKnown(without: readonly string[], keys: KeysBeforeWri
   }
 }
 
-async function verify(ctx: CommandContext, session: Session, argv: VerifyArgs, chosen: ChosenTargets): Promise<0 | 1> {
+async function verify(ctx: CommandContext, session: Session, argv: VerifyArgs, chosen: ChosenTargets, signal: AbortSignal): Promise<0 | 1> {
   const without = [...new Set(argv.without ?? [])];
   const { targets, partial } = chosen;
   const codecs = new Map<string, Codec>();
@@ -100,6 +121,7 @@ async function verify(ctx: CommandContext, session: Session, argv: VerifyArgs, c
     fixVersions: argv.fixVersions,
     chunkRows: argv.chunkRows,
     partial,
+    signal,
     onProgress: (target, rows) => {
       if (rows % 100_000 < 2_000) ctx.logger.debug({ target, rows }, 'verify progress');
     },
