@@ -17,7 +17,8 @@ export type CommandHandler<A> = (ctx: CommandContext, argv: A) => Promise<ExitCo
 /** Runs the CLI on `argv` and resolves to the process exit code; never calls process.exit. */
 export async function runCli(argv: string[]): Promise<ExitCodeValue> {
   let exitCode: ExitCodeValue = ExitCode.OK;
-  const json = argv.includes('--json');
+  // How errors are printed: from the parsed options once yargs has them, else (a usage error) from argv.
+  let json = jsonRequested(argv);
   const parser: Argv = yargs(argv)
     .scriptName('pg-rekey')
     .usage('$0 <command> [options]\n\nRotate the keys of application-encrypted PostgreSQL columns, online and resumable.')
@@ -73,6 +74,7 @@ export async function runCli(argv: string[]): Promise<ExitCodeValue> {
     });
 
   registerCommands(parser, (handler) => async (args: GlobalOptions) => {
+    json = Boolean(args.json);
     exitCode = await handler(createContext(args), args as never);
   });
 
@@ -94,6 +96,22 @@ export async function runCli(argv: string[]): Promise<ExitCodeValue> {
     return exitCodeFor(error);
   }
   return exitCode;
+}
+
+/**
+ * Whether argv asks for --json, before yargs has parsed it: every spelling
+ * yargs accepts for the boolean (`--json`, `--json=true`, `--no-json`,
+ * `--json=false`), the last one winning as in yargs — so an error is printed
+ * as JSON exactly when the result would have been.
+ */
+function jsonRequested(argv: readonly string[]): boolean {
+  let json = false;
+  for (const arg of argv) {
+    if (arg === '--') break;
+    if (arg === '--json' || arg === '--json=true') json = true;
+    else if (arg === '--no-json' || arg === '--json=false') json = false;
+  }
+  return json;
 }
 
 /**

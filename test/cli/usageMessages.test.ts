@@ -42,6 +42,20 @@ describe('usage messages', () => {
     expect(far.stderr).not.toMatch(/did you mean/);
   });
 
+  it('--json=true prints errors as JSON too, like --json', async () => {
+    // A usage error (yargs has not parsed the options) and a handler's error (it has).
+    const usage = await runCli(['status', '--json=true', '--frobnicate']);
+    expect(usage.code).toBe(2);
+    expect(JSON.parse(usage.stderr).error.code).toBe('USAGE');
+    const unreachable = await runCli(['keys', 'list', '--json=true', '--config', 'nope.json']);
+    expect(unreachable.code).toBe(2);
+    expect(JSON.parse(unreachable.stderr).error.code).toBe('CONFIG_INVALID');
+    // And --no-json after --json means human text.
+    const human = await runCli(['status', '--json', '--no-json', '--frobnicate']);
+    expect(human.code).toBe(2);
+    expect(human.stderr).toMatch(/^pg-rekey: Unknown argument: frobnicate/);
+  });
+
   it('a command group without its subcommand names the subcommands', async () => {
     const expected: Record<string, RegExp> = {
       keys: /Name a keys command; see pg-rekey keys --help/,
