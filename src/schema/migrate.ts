@@ -135,14 +135,29 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
       result.own = await run('own');
       if (hasTargets) result.target = await run('target');
     } else {
-      if (hasTargets) result.target = await run('target');
-      if (result.target.length === 0) result.own = await run('own');
+      // A stage whose tracking table does not exist was never applied: nothing
+      // to undo. Running it anyway makes node-pg-migrate create our schema and
+      // that table, after which every command takes the database for an old
+      // install ("older than this pg-rekey") instead of none ("not installed").
+      if (hasTargets && (await trackingTableExists(client, options.schema, TARGET_MIGRATIONS_TABLE))) result.target = await run('target');
+      if (result.target.length === 0 && (await trackingTableExists(client, options.schema, OWN_MIGRATIONS_TABLE))) {
+        result.own = await run('own');
+      }
     }
     return result;
   } finally {
     if (options.dryRun) await client.query('ROLLBACK').catch(() => undefined);
     await client.end();
   }
+}
+
+/** Whether `schema`.`table` (a migrations tracking table) exists. */
+async function trackingTableExists(client: pg.Client, schema: string, table: string): Promise<boolean> {
+  const { rows } = await client.query<{ exists: boolean }>({
+    text: 'SELECT to_regclass(pg_catalog.format($1::text, $2::text, $3::text)) IS NOT NULL AS exists',
+    values: ['%I.%I', schema, table],
+  });
+  return rows[0]!.exists;
 }
 
 async function runOne(

@@ -3,6 +3,8 @@
  * idempotent, safe under concurrency, reversible, and every other command
  * refuses an unmigrated database with exit 3.
  */
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { dumpSchema } from '../../src/schema/dumpSchema.js';
 import { UsageError } from '../../src/errors.js';
@@ -29,6 +31,35 @@ afterAll(async () => {
 });
 
 describe('migrate', () => {
+  test('on a database pg-rekey was never installed in, down, status and up --dry-run create nothing', async () => {
+    // A target migration on disk too: down undoes those first, and must not create their table either.
+    await mkdir(project.migrationsDir, { recursive: true });
+    await writeFile(path.join(project.migrationsDir, '0001_unapplied.sql'), '-- Up Migration\nSELECT 1;\n-- Down Migration\nSELECT 1;\n');
+    const ourSchema = async () => (await db.pool.query(`SELECT 1 FROM pg_namespace WHERE nspname = 'pgrekey'`)).rowCount;
+    try {
+      for (const args of [['migrate', 'down'], ['migrate', 'down', '--all'], ['migrate', 'down', '--dry-run']]) {
+        const r = await project.cli(args);
+        expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+        expect(r.stdout, args.join(' ')).toMatch(/Nothing to undo|nothing to do/);
+        expect(await ourSchema(), args.join(' ')).toBe(0);
+      }
+      const down = await project.cli(['migrate', 'down', '--json']);
+      expect(down.code, down.stderr).toBe(0);
+      expect(jsonOf(down)).toMatchObject({ own: [], target: [] });
+      for (const args of [['migrate', 'status'], ['migrate', 'up', '--dry-run']]) {
+        const r = await project.cli(args);
+        expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+        expect(await ourSchema(), args.join(' ')).toBe(0);
+      }
+      // Still "not installed", not "older than this pg-rekey".
+      const listed = await project.cli(['keys', 'list']);
+      expect(listed.code).toBe(3);
+      expect(listed.stderr).toContain('not installed');
+    } finally {
+      await rm(project.migrationsDir, { recursive: true, force: true });
+    }
+  });
+
   test('commands on an unmigrated database exit 3 naming "pg-rekey migrate up"', async () => {
     for (const args of [['keys', 'list'], ['keys', 'add', 'k1'], ['keys', 'promote', 'k1'], ['keys', 'retire', 'k2']]) {
       const r = await project.cli(args);
