@@ -87,7 +87,10 @@ function deriveRunStatus(storedStatus: string, liveLeases: number): string {
   return liveLeases > 0 ? 'running' : 'stopped';
 }
 
-/** Reads a rotation run's progress: the given run, or the latest rotation. Null when there is none. */
+/**
+ * Reads a rotation run's progress: the given run, or the latest rotation. Null
+ * when there is none; a UsageError when `runId` does not exist or is not a rotation.
+ */
 export async function readRunStatus(db: Queryable, schema: string, runId?: number): Promise<RunStatus | null> {
   const s = quoteIdent(schema);
   const run = (
@@ -103,6 +106,14 @@ export async function readRunStatus(db: Queryable, schema: string, runId?: numbe
   if (!run) {
     if (runId !== undefined) throw new UsageError(`there is no run ${runId} — see "pg-rekey history"`);
     return null;
+  }
+  // Run ids are shared by every kind of run (history lists them together), but
+  // only a rotation has ranges, workers and a target key to show: rendered as
+  // one, a key add read as "rotation to key <id>, succeeded".
+  if (run.kind !== 'rotate') {
+    throw new UsageError(
+      `run ${run.id} is a ${run.kind} run, not a rotation — "pg-rekey status" shows rotations; see "pg-rekey history" for every run`,
+    );
   }
   const ranges = (await db.query(selectRangesSql(schema, run.id))).rows as (RangeStatus & {
     target: string;
@@ -152,8 +163,7 @@ export async function readRunStatus(db: Queryable, schema: string, runId?: numbe
   const workers = ranges
     .filter((r) => r.leaseLive && r.leaseOwner && r.leaseExpiresAt)
     .map((r) => ({ owner: r.leaseOwner!, leaseExpiresAt: r.leaseExpiresAt! }));
-  // Only rotations work through leased ranges; any other run (--run of a verify) shows as recorded.
-  const status = run.kind === 'rotate' ? deriveRunStatus(run.status, workers.length) : run.status;
+  const status = deriveRunStatus(run.status, workers.length);
   for (const t of byTarget.values()) {
     // Nobody works on a stopped run: no rate, so no ETA.
     t.rate = status === 'stopped' ? 0 : (t.examined - (run.resumed?.examined[t.target] ?? 0)) / elapsed;
