@@ -138,6 +138,28 @@ function assertKeysFitTargetFormats(resolved: readonly ResolvedKey[], registry: 
   }
 }
 
+/**
+ * A key's secret can be checked only against a target's format, and a
+ * registered fingerprint is permanent: with no target configured, a malformed
+ * secret (say, not a Fernet key) would be registered unchecked, and the right
+ * one then refused for good as "does not match the registered key". Throws
+ * UsageError (exit 2) when any of `ids` is not registered yet and no target is
+ * configured; registered keys are not registered again, so they pass.
+ */
+export function assertTargetsToCheckKeysAgainst(
+  config: ResolvedConfig,
+  registry: readonly RegisteredKey[],
+  ids: readonly string[],
+): void {
+  if (config.targets.length > 0) return;
+  const unchecked = ids.find((id) => !registry.some((r) => r.keyId === id));
+  if (unchecked === undefined) return;
+  throw new UsageError(
+    `no target is configured, so key ${unchecked} cannot be checked against a format before it is registered (for good) — ` +
+      'add the encrypted columns first with "pg-rekey target add", then run this again',
+  );
+}
+
 /** The actor of this CLI process: OS user and host (the database user is recorded by the server). */
 export function cliActor(): Actor {
   let osUser: string | null = null;
@@ -272,6 +294,7 @@ export async function withSession<T, Checked = undefined>(
           throw new UsageError(`key ${unknown[0]} is not in the config file — add it to "keys" first`);
         }
       }
+      assertTargetsToCheckKeysAgainst(config, registry, register === 'all' ? identities.map((k) => k.id) : register);
       // Re-checks the fingerprints under the registry lock, so a concurrent
       // registration with another secret is caught too.
       ({ registry } = await registerConfiguredKeys(pool, config.schema, identities, actor, register === 'all' ? undefined : register));

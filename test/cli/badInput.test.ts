@@ -146,5 +146,63 @@ describe('keys are checked before any is registered', () => {
       expect(promoted.code, promoted.stderr).toBe(0);
     });
   });
+
+  describe('keys registered before any target is configured', () => {
+    // With no target there is no format to check a secret against, and a
+    // registered fingerprint is permanent: a malformed secret registered then
+    // would have the right one refused for good as "does not match".
+    let keyDb: TestDatabase;
+    let project: TestProject;
+    const MALFORMED = 'not-a-fernet-key';
+
+    beforeAll(async () => {
+      keyDb = await createTestDatabase('nokeytargets');
+      await keyDb.pool.query('CREATE TABLE public.tokens (id int PRIMARY KEY, token text)');
+      project = await createProject(keyDb.url, { keyIds: ['k1', 'k2'] });
+      expectExit(await project.cli(['migrate', 'up']), 0);
+    });
+    afterAll(async () => {
+      await project?.remove();
+      await keyDb?.drop();
+    });
+
+    const registry = async () => (await keyDb.pool.query(`SELECT key_id FROM pgrekey.keys ORDER BY version`)).rows.map((r) => r.key_id);
+
+    it('keys add and keys promote exit 2 saying to run "pg-rekey target add" first, register nothing, and work once it ran', async () => {
+      const malformed = { env: { PGREKEY_TEST_KEY_K2: MALFORMED } };
+      for (const args of [['keys', 'add', 'k2'], ['keys', 'promote', 'k2'], ['keys', 'add', 'k2', '--json']]) {
+        const r = await project.cli(args, malformed);
+        expect(r.code, `${args.join(' ')} exit ${r.code}: ${r.stderr}`).toBe(2);
+        expect(r.stderr).toContain('pg-rekey target add');
+        expect(r.stderr.includes(MALFORMED), 'the secret was printed').toBe(false);
+        expect(await registry(), args.join(' ')).toEqual([]);
+      }
+      // Once the target says which format the keys are for, the malformed secret is caught…
+      expectExit(await project.cli(['target', 'add', '--table', 'tokens', '--columns', 'token', '--format', 'fernet']), 0);
+      expectExit(await project.cli(['migrate', 'up']), 0);
+      const refused = await project.cli(['keys', 'add', 'k2'], malformed);
+      expect(refused.code, refused.stderr).toBe(2);
+      expect(refused.stderr).toMatch(/key k2: a fernet key must be 32 bytes/);
+      // …and the right secret is registered.
+      expectExit(await project.cli(['keys', 'add', 'k2']), 0);
+      expect(await registry()).toEqual(['k2']);
+    });
+
+    it('rotate --abandon-open-run with no target configured registers no key', async () => {
+      const config = await project.readConfig();
+      await project.writeConfig({ ...config, targets: [] });
+      const before = await registry();
+      try {
+        // An open rotation whose only table was taken out of the config.
+        await keyDb.pool.query(`INSERT INTO pgrekey.runs (kind, targets, options, status) VALUES ('rotate', '{public.tokens.token}', '{}', 'running')`);
+        const r = await project.cli(['rotate', '--abandon-open-run', '--reason', 'table dropped'], { env: { PGREKEY_TEST_KEY_K1: MALFORMED } });
+        expectExit(r, 0);
+        expect(r.stdout).toContain('Abandoned rotation run');
+        expect(await registry()).toEqual(before);
+      } finally {
+        await project.writeConfig(config);
+      }
+    });
+  });
 });
 

@@ -7,7 +7,7 @@ import type { CommandContext } from '../context.js';
 import { ExitCode } from '../exitCodes.js';
 import { givenOnce } from '../givenOnce.js';
 import { formatTable } from '../output.js';
-import { withSession, type Session } from '../session.js';
+import { assertTargetsToCheckKeysAgainst, withSession, type Session } from '../session.js';
 import type { Wrap } from './index.js';
 
 /**
@@ -71,6 +71,7 @@ export function addKeyLifecycleCommands(yargs: Argv, wrap: Wrap): Argv {
           if (!configured) {
             throw new UsageError(`key ${argv.id} is not in the config file — add it to "keys" first`);
           }
+          assertTargetsToCheckKeysAgainst(session.config, session.registry, [argv.id]);
           await assertKeysFitFormats(session);
           const { registry, added } = await registerConfiguredKeys(session.pool, session.schema, session.keys, session.actor, [argv.id]);
           const key = registry.find((r) => r.keyId === argv.id)!;

@@ -104,16 +104,18 @@ export function rotateCommand(wrap: Wrap): CommandModule {
     handler: wrap<RotateArgs>(async (ctx, argv) => {
       // Bad input is refused before anything is opened or written.
       const settings = settingsFrom(argv);
-      // A dry run writes nothing at all, not even a first-use key registration.
+      // A run whose only table was dropped (and taken out of the config) can only be abandoned.
+      const abandonOnly = argv.abandonOpenRun && !argv.dryRun && (await ctx.config()).targets.length === 0;
+      // A dry run writes nothing at all, not even a first-use key registration. Abandoning
+      // uses no key, and with no target a new key could not be checked before it is registered.
       const sessionOptions = {
-        register: argv.dryRun ? ('none' as const) : ('all' as const),
+        register: argv.dryRun || abandonOnly ? ('none' as const) : ('all' as const),
         maxConnections: argv.workers * 2 + 2,
         // A --to key that cannot be used, or a target that cannot be rotated (missing, not migrated,
         // rows hidden by RLS…), exits 2 before any key is registered.
         checkBeforeWriting: async (pool: pg.Pool, config: ResolvedConfig, keys: KeysBeforeWriting) => {
           if (argv.to !== undefined) assertTargetKeyUsable(argv.to, keys);
-          // A run whose only table was dropped (and taken out of the config) can only be abandoned.
-          if (argv.abandonOpenRun && !argv.dryRun && config.targets.length === 0) return { targets: [], partial: false };
+          if (abandonOnly) return { targets: [], partial: false };
           return checkChosenTargets(argv.target, argv.dryRun ? 'none' : 'values')(pool, config, keys);
         },
       };
