@@ -7,7 +7,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { connectClient } from '../db/pool.js';
 import { quoteIdent } from '../db/quote.js';
-import { RunConflictError, UsageError } from '../errors.js';
+import { RunConflictError, SchemaIncompatibleError, UsageError } from '../errors.js';
 import { lockMigrateDownSql, MIGRATION_LOCK_ID } from './migrationLock.js';
 
 /**
@@ -97,6 +97,26 @@ async function refuseWhileRotationOpen(client: pg.Client, schema: string): Promi
   }
 }
 
+/**
+ * A schema holding migrations this pg-rekey does not ship was migrated by a
+ * newer pg-rekey (a host not upgraded yet, a rolled-back deploy). node-pg-migrate
+ * would call it current on `up` — the deploy's gate passes, then every command
+ * exits 3 — and fail `down` as a database error (exit 69). Refused here the way
+ * every other command refuses it (SchemaIncompatibleError, exit 3).
+ */
+async function refuseNewerSchema(client: pg.Client, schema: string): Promise<void> {
+  if (!(await trackingTableExists(client, schema, OWN_MIGRATIONS_TABLE))) return;
+  const { rows } = await client.query<{ name: string }>(`SELECT name FROM ${quoteIdent(schema)}.${quoteIdent(OWN_MIGRATIONS_TABLE)} ORDER BY name`);
+  const known = await ownMigrationNames();
+  const unknown = rows.map((r) => r.name).filter((n) => !known.includes(n));
+  if (unknown.length > 0) {
+    throw new SchemaIncompatibleError(
+      `the ${schema} schema is newer than this pg-rekey (it has ${unknown.join(', ')}) — upgrade pg-rekey; ` +
+        'to go back to this version, undo those with "pg-rekey migrate down" of the version that applied them; nothing was changed',
+    );
+  }
+}
+
 /** Names (without extension) of pg-rekey's own migrations, in order. */
 export async function ownMigrationNames(): Promise<string[]> {
   const files = await readdir(OWN_MIGRATIONS_DIR);
@@ -122,6 +142,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
     if (options.dryRun) await client.query('BEGIN');
     // A dry run writes nothing and needs no lock (inside its transaction a session lock is pointless).
     else await acquireMigrationLock(client, options.logger);
+    await refuseNewerSchema(client, options.schema);
     if (options.direction === 'down') {
       // Held until the end: a rotation starting after the check below would
       // have its columns removed under it (planRun.ts refuses to start one).

@@ -147,6 +147,15 @@ describe('migrate', () => {
       const r = await project.cli(['keys', 'list']);
       expect(r.code).toBe(3);
       expect(r.stderr).toContain('upgrade pg-rekey');
+      // An older pg-rekey's migrate (a host not upgraded yet, a rolled-back deploy)
+      // must not call that schema current, nor fail as if the database were down.
+      const before = await dumpSchema(db.pool, 'pgrekey');
+      for (const args of [['migrate', 'up'], ['migrate', 'up', '--dry-run'], ['migrate', 'down'], ['migrate', 'down', '--dry-run']]) {
+        const m = await project.cli(args);
+        expect(m.code, `${args.join(' ')}: ${m.stdout}${m.stderr}`).toBe(3);
+        expect(m.stderr, args.join(' ')).toContain('newer than this pg-rekey (it has 9999_from_the_future) — upgrade pg-rekey');
+      }
+      expect(await dumpSchema(db.pool, 'pgrekey')).toBe(before);
     } finally {
       await db.pool.query(`DELETE FROM pgrekey.pgrekey_migrations WHERE name = '9999_from_the_future'`);
     }
