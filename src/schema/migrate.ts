@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { connectClient } from '../db/pool.js';
 import { quoteIdent } from '../db/quote.js';
 import { RunConflictError, SchemaIncompatibleError, UsageError } from '../errors.js';
+import { migrationFileNames } from './migrationFiles.js';
 import { lockMigrateDownSql, MIGRATION_LOCK_ID } from './migrationLock.js';
 
 /**
@@ -151,16 +152,19 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
     }
     const run = (which: 'own' | 'target') => runOne(client, options, which, sql);
     const result: MigrateResult = { own: [], target: [], sql };
-    const hasTargets = options.targetMigrationsDir !== undefined && (await directoryHasFiles(options.targetMigrationsDir));
     if (options.direction === 'up') {
       result.own = await run('own');
-      if (hasTargets) result.target = await run('target');
+      if (options.targetMigrationsDir !== undefined && (await directoryHasFiles(options.targetMigrationsDir))) result.target = await run('target');
     } else {
-      // A stage whose tracking table does not exist was never applied: nothing
-      // to undo. Running it anyway makes node-pg-migrate create our schema and
-      // that table, after which every command takes the database for an old
-      // install ("older than this pg-rekey") instead of none ("not installed").
-      if (hasTargets && (await trackingTableExists(client, options.schema, TARGET_MIGRATIONS_TABLE))) result.target = await run('target');
+      // A stage with nothing applied (no tracking table, or no row in it) has
+      // nothing to undo. Running it anyway makes node-pg-migrate create our
+      // schema and that table, after which every command takes the database for
+      // an old install ("older than this pg-rekey") instead of none ("not installed").
+      const targetsApplied = await appliedTargetMigrations(client, options.schema);
+      if (targetsApplied.length > 0) {
+        await refuseMissingTargetFiles(targetsApplied, options.targetMigrationsDir);
+        result.target = await run('target');
+      }
       if (result.target.length === 0 && (await trackingTableExists(client, options.schema, OWN_MIGRATIONS_TABLE))) {
         result.own = await run('own');
       }
@@ -170,6 +174,31 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
     if (options.dryRun) await client.query('ROLLBACK').catch(() => undefined);
     await client.end();
   }
+}
+
+/** Names of the target migrations `schema` records as applied (none when it has no tracking table). */
+async function appliedTargetMigrations(client: pg.Client, schema: string): Promise<string[]> {
+  if (!(await trackingTableExists(client, schema, TARGET_MIGRATIONS_TABLE))) return [];
+  const { rows } = await client.query<{ name: string }>(`SELECT name FROM ${quoteIdent(schema)}.${quoteIdent(TARGET_MIGRATIONS_TABLE)}`);
+  return rows.map((r) => r.name);
+}
+
+/**
+ * Down undoes pg-rekey's own schema only once no target migration is applied:
+ * target tables' triggers and foreign keys use it. Run where migrationsDir
+ * lacks an applied target migration's file (a host with the config but not
+ * the migrations), down took the target stage for finished and undid our own
+ * migrations instead — the audit trail's chain with them. Refused (exit 2).
+ */
+async function refuseMissingTargetFiles(applied: readonly string[], dir: string | undefined): Promise<void> {
+  const files = dir === undefined ? [] : await migrationFileNames(dir);
+  const missing = applied.filter((name) => !files.includes(name));
+  if (missing.length === 0) return;
+  throw new UsageError(
+    `target migration(s) ${missing.join(', ')} are applied but not in migrationsDir (${dir ?? 'none given'}) — ` +
+      'run "pg-rekey migrate down" with the config whose migrationsDir holds them: target migrations are undone ' +
+      "before pg-rekey's own; nothing was undone",
+  );
 }
 
 /** Whether `schema`.`table` (a migrations tracking table) exists. */

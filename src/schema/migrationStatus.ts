@@ -1,10 +1,9 @@
-import { readdir } from 'node:fs/promises';
-import path from 'node:path';
 import type pg from 'pg';
 import { connectClient } from '../db/pool.js';
 import { quoteIdent } from '../db/quote.js';
 import { sql, type Sql } from '../db/sql.js';
 import { OWN_MIGRATIONS_TABLE, TARGET_MIGRATIONS_TABLE, ownMigrationNames } from './migrate.js';
+import { migrationFileNames } from './migrationFiles.js';
 
 /** One migration and whether the database has applied it. */
 export interface MigrationState {
@@ -26,23 +25,6 @@ export interface MigrationStatus {
 
 function selectAppliedSql(schema: string, table: string): Sql {
   return sql(`SELECT name, run_on AS "runOn" FROM ${quoteIdent(schema)}.${quoteIdent(table)} ORDER BY run_on, id`);
-}
-
-// node-pg-migrate names a migration by its file name without the extension.
-const MIGRATION_FILE = /\.(sql|js|cjs|mjs|ts|cts|mts)$/;
-
-/** Names of the migration files in `dir` (none if it does not exist), in file-name order. */
-export async function migrationFileNames(dir: string): Promise<string[]> {
-  let files: string[];
-  try {
-    files = await readdir(dir);
-  } catch {
-    return [];
-  }
-  return files
-    .filter((f) => !f.startsWith('.') && MIGRATION_FILE.test(f))
-    .map((f) => path.basename(f).replace(MIGRATION_FILE, ''))
-    .sort();
 }
 
 async function appliedIn(client: pg.Client, schema: string, table: string): Promise<Map<string, Date>> {
