@@ -136,7 +136,7 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
     let committed;
     try {
       committed = await withRetry(
-        () => commitBatch(env, target, asCommitted, batch, result, { checkpoint, keysetDone: keysetDone && !aborted, attempts }),
+        () => commitBatch(env, target, asCommitted, batch, result, { checkpoint, keysetDone: keysetDone && !aborted, aborting: aborted, attempts }),
         env.retry,
       );
     } catch (err) {
@@ -159,10 +159,26 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
   }
 }
 
-/** Splits the rows that lost the race into those to read again and those given up (left for the next run). */
-function triageLosers(lost: RowKey[], attempts: ReadonlyMap<string, number>): { recheck: RowKey[]; givenUp: number } {
-  const recheck = lost.filter((key) => (attempts.get(keyId(key)) ?? 0) < MAX_REEXAMINE);
-  return { recheck, givenUp: lost.length - recheck.length };
+/** Splits the rows (batch indexes) that lost the race into those to read again and those given up (left for the next run). */
+function triageLosers(batch: ReadBatch, lost: number[], attempts: ReadonlyMap<string, number>): { reread: number[]; givenUp: number } {
+  const reread = lost.filter((row) => (attempts.get(keyId(rowKeyAt(batch, row))) ?? 0) < MAX_REEXAMINE);
+  return { reread, givenUp: lost.length - reread.length };
+}
+
+/**
+ * The failures and NULL/empty count a batch records. A row going back to be
+ * read again is counted when it is read for the last time, not also now: a
+ * corrupted email beside a mobno that lost its compare-and-swap was recorded
+ * twice in the failures table, and the run's failed and skipped counts grew
+ * with every re-read. Under --on-error abort the range ends with this batch,
+ * so everything it found is recorded.
+ */
+function countedNow(batch: ReadBatch, result: TransformResult, reread: readonly number[], aborting: boolean) {
+  if (reread.length === 0 || aborting) return { failures: result.failures, skipped: result.skipped };
+  const later = new Set(reread);
+  let skipped = result.skipped;
+  for (const row of later) for (const column of batch.values) if (column[row] == null || column[row] === '') skipped--;
+  return { failures: result.failures.filter((f) => !later.has(f.row)), skipped };
 }
 
 /**
@@ -176,7 +192,7 @@ async function commitBatch(
   range: ClaimedRange,
   batch: ReadBatch,
   result: TransformResult,
-  position: { checkpoint: RowKey | null; keysetDone: boolean; attempts: ReadonlyMap<string, number> },
+  position: { checkpoint: RowKey | null; keysetDone: boolean; aborting: boolean; attempts: ReadonlyMap<string, number> },
 ): Promise<{ counts: BatchCounts; recheck: RowKey[]; done: boolean }> {
   return withTransaction(
     env.pool,
@@ -191,7 +207,7 @@ async function commitBatch(
         const why = run?.abandoned ? 'abandoned by "rotate --abandon-open-run"' : 'aborted by another process (--on-error abort)';
         throw new RunConflictError(`rotation run ${env.runId} was ${why}; this worker stops`);
       }
-      const lost: RowKey[] = [];
+      const lost: number[] = [];
       const bySource: Record<string, Record<string, number>> = {};
       let changed = 0;
       if (result.writeRows.length > 0) {
@@ -216,16 +232,19 @@ async function commitBatch(
             }
           });
           if (wroteHere) changed++;
-          if (lostHere) lost.push(rowKeyAt(batch, row));
+          if (lostHere) lost.push(row);
         });
       }
-      if (result.failures.length > 0) {
+      const { reread, givenUp } = triageLosers(batch, lost, position.attempts);
+      const recheck = reread.map((row) => rowKeyAt(batch, row));
+      const { failures, skipped } = countedNow(batch, result, reread, position.aborting);
+      if (failures.length > 0) {
         await client.query(
           insertFailuresSql(
             env.schema,
             env.runId,
             target.name,
-            result.failures.map((f) => ({
+            failures.map((f) => ({
               column: target.columns[f.column]!.name,
               rowKey: rowKeyObject(target, rowKeyAt(batch, f.row)),
               reason: f.reason,
@@ -233,12 +252,11 @@ async function commitBatch(
           ),
         );
       }
-      const { recheck, givenUp } = triageLosers(lost, position.attempts);
       const counts: BatchCounts = {
         examined: batchLength(batch),
         changed,
-        skipped: result.skipped,
-        failed: result.failures.length,
+        skipped,
+        failed: failures.length,
         conflicted: givenUp,
         bySource,
       };

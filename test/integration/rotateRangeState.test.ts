@@ -170,6 +170,33 @@ describe('rows waiting to be read again', () => {
   }, 120_000);
 });
 
+describe('a row read again after losing a compare-and-swap', () => {
+  it('has its failures and NULL values counted once, not once per read', async () => {
+    const { db, transform, startRun, rotation } = await rotationOf('recheck_counted_once', 300);
+    // Row 8: a corrupted email beside a good mobno. Row 7: a good email beside a NULL mobno.
+    await db.pool.query(`UPDATE people SET email = 'FERNET_V1:corrupted' WHERE id = 8`);
+    const run = await startRun();
+    // The application renames both rows between the first batch's read and its
+    // write: each loses its compare-and-swap and is read again.
+    let raced = false;
+    const racing: BatchTransformer = async (t, batch) => {
+      if (!raced) {
+        raced = true;
+        await db.pool.query(`UPDATE people SET name = name || '!' WHERE id IN (7, 8)`);
+      }
+      return transform(t, batch);
+    };
+    const outcome = await runRotation({ pool: db.pool, ...rotation, runId: run.id, transform: racing, settings: settings(), owner: 'p' });
+    const nulls = (await db.pool.query(`SELECT count(*)::int AS n FROM people WHERE mobno IS NULL`)).rows[0].n;
+    expect(outcome).toMatchObject({ status: 'failed', examined: 300 + 2, failed: 1, skipped: nulls, conflicted: 0 });
+    const failures = await db.pool.query(`SELECT row_key, column_name, reason FROM pgrekey.failures WHERE run_id = $1`, [run.id]);
+    expect(failures.rows).toEqual([{ row_key: { id: '8' }, column_name: 'email', reason: 'malformed' }]);
+    const recorded = await db.pool.query(`SELECT rows_failed::int AS failed, rows_skipped::int AS skipped FROM pgrekey.runs WHERE id = $1`, [run.id]);
+    expect(recorded.rows).toEqual([{ failed: 1, skipped: nulls }]);
+    expect((await readRunStatus(db.pool, 'pgrekey', run.id))!.targets[0]!.failures).toEqual({ email: { malformed: 1 } });
+  }, 120_000);
+});
+
 describe('a row whose other columns the application keeps updating', () => {
   it('is rotated when re-examined (its value is compared, not its row version), not given up', async () => {
     const { db, transform, startRun, rotation } = await rotationOf('recheck_renamed', 300);
