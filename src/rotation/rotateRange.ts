@@ -154,7 +154,12 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
     state = { after: checkpoint ?? state.after, recheck: committed.recheck, batchesCommitted: state.batchesCommitted + 1 };
     env.onBatch({ ...committed.counts, target: target.name, rangeId: range.id });
     await env.throttle.afterBatch(batchLength(batch));
-    if (aborted) return 'aborted';
+    if (aborted) {
+      // The run ends aborted: hand the range back, or until its lease expired
+      // `status` listed this exited process as a worker holding it.
+      await withRetry(() => env.pool.query(releaseRangeSql(env.schema, range)), env.retry);
+      return 'aborted';
+    }
     if (committed.done) return 'done';
   }
 }

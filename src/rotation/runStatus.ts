@@ -167,7 +167,9 @@ export async function readRunStatus(db: Queryable, schema: string, runId?: numbe
   for (const t of byTarget.values()) {
     // Nobody works on a stopped run: no rate, so no ETA.
     t.rate = status === 'stopped' ? 0 : (t.examined - (run.resumed?.examined[t.target] ?? 0)) / elapsed;
-    const open = t.ranges.some((r) => r.status !== 'done');
+    // Only a run someone works on has a time left: an aborted run (--on-error
+    // abort, --abandon-open-run) keeps its unfinished ranges, but no worker will finish them.
+    const open = status === 'running' && t.ranges.some((r) => r.status !== 'done');
     t.etaSeconds = open && t.rate > 0 ? Math.max(0, Math.round((t.estimatedTotal - t.examined) / t.rate)) : null;
   }
   for (const f of failures) {

@@ -110,6 +110,15 @@ describe('rotate with bad rows', () => {
       { id: '1400', v: 'new' },
       { id: '1600', v: null },
     ]);
+    // status tells the truth about the aborted run: its process has exited and
+    // holds no lease, and nobody will finish the ranges it left (no ETA).
+    const shown = await ws.run(['status', '--run', String(outcome.runId), '--json']);
+    expectExit(shown, 0);
+    const status = JSON.parse(shown.stdout);
+    expect({ status: status.status, workers: status.workers, eta: status.targets[0].etaSeconds }).toEqual({ status: 'aborted', workers: [], eta: null });
+    const human = await ws.run(['status', '--run', String(outcome.runId)]);
+    expect(human.stdout).toContain('Workers: none holding a lease');
+    expect(human.stdout).not.toContain('ETA');
   });
 
   describe('the compare-and-swap', () => {
