@@ -13,6 +13,11 @@ import type { RotateFailureReason } from './transformBatch.js';
 /** What a rotation would do to one target. */
 export interface DryRunTargetReport {
   target: string;
+  /**
+   * False when a stop (SIGTERM, SIGINT, --max-duration) ended the scan before
+   * the end of the target: the counts cover only the rows read before it.
+   */
+  complete: boolean;
   examined: number;
   skipped: number;
   alreadyDone: number;
@@ -26,17 +31,21 @@ export interface DryRunTargetReport {
 
 const MAX_LISTED_FAILURES = 100;
 
-/** Scans one target in key order, batch by batch (no long snapshot), and reports. */
+/**
+ * Scans one target in key order, batch by batch (no long snapshot), and
+ * reports. An aborted `stop` ends the scan between batches, as it ends a rotation.
+ */
 export async function dryRunTarget(
   pool: pg.Pool,
   target: ResolvedTarget,
   targetVersion: number,
   batchSize: number,
   transform: BatchTransformer,
-  onBatch?: (rows: number) => void,
+  stop?: AbortSignal,
 ): Promise<DryRunTargetReport> {
   const report: DryRunTargetReport = {
     target: target.name,
+    complete: true,
     examined: 0,
     skipped: 0,
     alreadyDone: 0,
@@ -46,6 +55,10 @@ export async function dryRunTarget(
   };
   let after: RowKey | null = null;
   for (;;) {
+    if (stop?.aborted) {
+      report.complete = false;
+      return report;
+    }
     const read = await pool.query<Record<string, unknown>>(selectBatchSql(target, { after, upTo: null }, targetVersion, batchSize));
     const batch = toReadBatch(target, read.rows);
     const result = await transform(target, batch);
@@ -69,7 +82,6 @@ export async function dryRunTarget(
         report.failures.push({ column, rowKey: Object.fromEntries(target.key.map((k, i) => [k.name, key[i]!])), reason: f.reason });
       }
     }
-    onBatch?.(batchLength(batch));
     if (batchLength(batch) < batchSize) return report;
     after = rowKeyAt(batch, batchLength(batch) - 1);
   }

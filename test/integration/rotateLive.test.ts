@@ -148,6 +148,46 @@ describe('stopping early', () => {
   }, 120_000);
 });
 
+describe('rotate --dry-run, stopped', () => {
+  it('SIGTERM during the scan stops it between batches with exit 75 and counts marked partial; nothing is written', async () => {
+    const ROWS = 20_000;
+    const { db, ws } = await freshRotation('dry_sigterm', ROWS);
+    const cli = await startCli(ws, ['rotate', '--dry-run', '--batch-size', '10']);
+    await waitForStderr(cli, /Dry run to key new: reading public\.people/);
+    // A long migration locks the table: the dry run's next batch read waits for it, and the signal arrives then.
+    const blocker = await db.pool.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE people IN ACCESS EXCLUSIVE MODE');
+      await waitForLockWait(db.pool, '%people% AS t%LIMIT%', { until: cli.done });
+      cli.child.kill('SIGTERM');
+    } finally {
+      await blocker.query('ROLLBACK');
+      blocker.release();
+    }
+    const result = await cli.done;
+    expect({ code: result.code, signal: result.signal }, result.stderr).toEqual({ code: 75, signal: null });
+    expect(result.stdout).toContain('Stopped by SIGTERM before the dry run finished: the counts below cover only the rows read before the stop.');
+    const examined = Number(/public\.people: (\d+) rows examined \(stopped before the end of the table\)/.exec(result.stdout)?.[1]);
+    expect(examined).toBeGreaterThan(0);
+    expect(examined).toBeLessThan(ROWS);
+    const written = await db.pool.query(
+      `SELECT (SELECT count(*) FROM pgrekey.runs WHERE kind = 'rotate')::int AS runs,
+              (SELECT count(*) FROM people WHERE email_key_version IS NOT NULL OR mobno_key_version IS NOT NULL)::int AS hints`,
+    );
+    expect(written.rows).toEqual([{ runs: 0, hints: 0 }]);
+  }, 120_000);
+
+  it('--max-duration bounds it like a rotation: exit 75, nothing written', async () => {
+    const { db, ws } = await freshRotation('dry_deadline', 2000);
+    const result = await ws.run(['rotate', '--dry-run', '--max-duration', '1ms', '--json']);
+    expectExit(result, 75);
+    expect(JSON.parse(result.stdout)).toMatchObject({ dryRun: true, status: 'stopped' });
+    const keys = await db.pool.query(`SELECT count(*)::int AS n FROM pgrekey.keys`);
+    expect(keys.rows[0].n).toBe(0);
+  }, 120_000);
+});
+
 describe('stopping during the start-up', () => {
   /** Holds an ACCESS EXCLUSIVE lock on people, as a long migration would, until the returned release(). */
   async function lockPeople(pool: pg.Pool): Promise<() => Promise<void>> {

@@ -122,9 +122,7 @@ export function rotateCommand(wrap: Wrap): CommandModule {
       // Started now, so the crypto threads load their modules while the session connects and checks keys.
       const cryptoPool = argv.cryptoThreads > 0 ? new CryptoPool(argv.cryptoThreads) : undefined;
       try {
-        if (argv.dryRun) {
-          return await withSession(ctx, sessionOptions, (session, { targets }) => dryRun(ctx, session, argv, targets, cryptoPool));
-        }
+        if (argv.dryRun) return await dryRunUntilStopped(ctx, argv, settings, sessionOptions, cryptoPool);
         return await rotateUntilStopped(ctx, argv, settings, sessionOptions, cryptoPool);
       } finally {
         await cryptoPool?.close();
@@ -154,6 +152,36 @@ async function rotateUntilStopped(
     ctx.output.result(
       { status: 'stopped', runId: null },
       () => `Stopped during start-up: this process changed no value. Run "pg-rekey rotate${argv.to ? ` --to ${argv.to}` : ''}" again to rotate.`,
+    );
+    return ExitCode.STOPPED_RESUMABLE;
+  } finally {
+    stop.dispose();
+  }
+}
+
+/**
+ * A dry run, stopped by a signal or --max-duration like a rotation: between
+ * batches (exit 75, with the counts of the rows read so far, marked as
+ * partial), or during its start-up. Before, a SIGTERM from a deploy tool
+ * killed it (exit 143) and --max-duration was ignored.
+ */
+async function dryRunUntilStopped(
+  ctx: CommandContext,
+  argv: RotateArgs,
+  settings: RotationSettings,
+  sessionOptions: SessionOptions<ChosenTargets>,
+  cryptoPool: CryptoPool | undefined,
+) {
+  const stop = watchForStop(ctx.logger, settings.maxDurationMs);
+  try {
+    return await withSession(ctx, { ...sessionOptions, stopSignal: stop.signal }, (session, { targets }) =>
+      dryRun(ctx, session, argv, targets, cryptoPool, stop.signal),
+    );
+  } catch (err) {
+    if (!isStopDuringStartUp(err, stop.signal)) throw err;
+    ctx.output.result(
+      { dryRun: true, status: 'stopped', targetKey: null, targets: [] },
+      () => 'Dry run stopped during start-up: nothing was read or written. Run it again for the report.',
     );
     return ExitCode.STOPPED_RESUMABLE;
   } finally {
@@ -210,16 +238,36 @@ async function createTransform(
 const UNREGISTERED_VERSION = 0;
 
 /** `rotate --dry-run`: what would change, per column and source key, and what would fail. */
-async function dryRun(ctx: CommandContext, session: Session, argv: RotateArgs, targets: ResolvedTarget[], cryptoPool: CryptoPool | undefined) {
+async function dryRun(
+  ctx: CommandContext,
+  session: Session,
+  argv: RotateArgs,
+  targets: ResolvedTarget[],
+  cryptoPool: CryptoPool | undefined,
+  stop: AbortSignal,
+) {
   const targetKeyId = argv.to ?? session.registry.find((k) => k.isPrimary)?.keyId ?? session.keys[0]!.id;
   const registered = session.registry.find((k) => k.keyId === targetKeyId);
   if (registered?.state === 'retired') throw new UsageError(`key ${targetKeyId} is retired and can no longer be used`);
   const version = registered?.version ?? UNREGISTERED_VERSION;
   const transform = await createTransform(session, argv, targets, targetKeyId, version, cryptoPool);
+  stop.throwIfAborted();
+  // From here a stop is taken between batches, like a rotation's, so the counts so far can be reported.
+  session.endStartUp();
+  ctx.output.info(`Dry run to key ${targetKeyId}: reading ${targets.map((t) => t.name).join(', ')}; nothing will be written.`);
   const reports: DryRunTargetReport[] = [];
-  for (const t of targets) reports.push(await dryRunTarget(session.pool, t, version, argv.batchSize, transform));
+  for (const t of targets) {
+    if (stop.aborted) break;
+    reports.push(await dryRunTarget(session.pool, t, version, argv.batchSize, transform, stop));
+  }
+  const notRead = targets.slice(reports.length).map((t) => t.name);
+  const stopped = notRead.length > 0 || reports.some((r) => !r.complete);
   const failures = reports.reduce((n, r) => n + r.failures.length, 0);
-  ctx.output.result({ dryRun: true, targetKey: targetKeyId, targets: reports }, () => formatDryRun(targetKeyId, reports));
+  const why = stopped ? (stop.reason as Error).message : null;
+  ctx.output.result({ dryRun: true, status: stopped ? 'stopped' : 'complete', targetKey: targetKeyId, targets: reports, notRead }, () =>
+    formatDryRun(targetKeyId, reports, why === null ? null : { why, notRead }),
+  );
+  if (stopped) return ExitCode.STOPPED_RESUMABLE;
   return failures > 0 ? ExitCode.FAILURES : ExitCode.OK;
 }
 

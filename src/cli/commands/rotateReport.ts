@@ -43,15 +43,26 @@ export function formatOutcome(targetKeyId: string, o: RotationOutcome): string {
   ].join('\n');
 }
 
-/** The report of `rotate --dry-run` (its human output). */
-export function formatDryRun(targetKeyId: string, reports: DryRunTargetReport[]): string {
+/**
+ * The report of `rotate --dry-run` (its human output). `stopped`: why the dry
+ * run stopped early and which targets it did not reach; its counts are partial.
+ */
+export function formatDryRun(targetKeyId: string, reports: DryRunTargetReport[], stopped: { why: string; notRead: string[] } | null = null): string {
   const lines = [`Dry run to key ${targetKeyId}: nothing was written.`];
+  if (stopped) {
+    lines.push(
+      `${stopped.why[0]!.toUpperCase()}${stopped.why.slice(1)} before the dry run finished: the counts below cover only the rows read before the stop. ` +
+        'Run the dry run again for the whole report.',
+    );
+    if (stopped.notRead.length > 0) lines.push(`Not read: ${stopped.notRead.join(', ')}.`);
+  }
   for (const r of reports) {
     const rows: unknown[][] = [];
     for (const [column, sources] of Object.entries(r.wouldChange)) {
       for (const [source, n] of Object.entries(sources)) rows.push([column, fromKeyLabel(source, targetKeyId), n]);
     }
-    lines.push(`\n${r.target}: ${r.examined} rows examined, ${r.skipped} NULL/empty values skipped, ${r.alreadyDone} already under ${targetKeyId}`);
+    const partial = r.complete ? '' : ' (stopped before the end of the table)';
+    lines.push(`\n${r.target}: ${r.examined} rows examined${partial}, ${r.skipped} NULL/empty values skipped, ${r.alreadyDone} already under ${targetKeyId}`);
     lines.push(rows.length > 0 ? formatTable(['COLUMN', 'FROM KEY', 'WOULD CHANGE'], rows) : '(nothing would change)');
     for (const f of r.failures) lines.push(`  would fail: ${f.column} at ${JSON.stringify(f.rowKey)}: ${f.reason}`);
   }
