@@ -63,7 +63,7 @@ function selectKeyStateSql(schema: string, keyId: string): Sql {
 
 function selectOpenRotationSql(schema: string): Sql {
   return sql(
-    `SELECT id::int, target_key AS "targetKey", targets FROM ${quoteIdent(schema)}.runs
+    `SELECT id::int, target_key AS "targetKey", targets, options FROM ${quoteIdent(schema)}.runs
       WHERE kind = 'rotate' AND status IN ('running', 'stopped') FOR UPDATE`,
   );
 }
@@ -160,6 +160,33 @@ async function planRanges(client: Queryable, schema: string, runId: number, targ
 }
 
 /**
+ * The options that decide what happens to a value, with their defaults (a run
+ * recorded without one used the default). Every process of a run must share
+ * them: a run recorded without --encrypt-legacy whose second host encrypted
+ * plaintext, or one host aborting a run the others continue past bad values,
+ * would leave an audit record that says something else than what was done.
+ * Tuning options (--batch-size, --workers…) may differ per process.
+ */
+const VALUE_POLICY = [
+  { option: 'encryptLegacy', describe: (v: unknown) => (v === true ? 'with --encrypt-legacy' : 'without --encrypt-legacy'), flag: (v: unknown) => (v === true ? ['--encrypt-legacy'] : []), fallback: false },
+  { option: 'onError', describe: (v: unknown) => `with --on-error ${String(v)}`, flag: (v: unknown) => (v === 'abort' ? ['--on-error abort'] : []), fallback: 'continue' },
+] as const;
+
+/** Refuses to join an open run whose value policy (VALUE_POLICY) differs from this process's, naming each difference. */
+function assertSamePolicy(open: { id: number; targetKey: string; options: Record<string, unknown> | null }, mine: Record<string, unknown>): void {
+  const theirs = open.options ?? {};
+  const differences = VALUE_POLICY.filter((p) => (theirs[p.option] ?? p.fallback) !== (mine[p.option] ?? p.fallback)).map(
+    (p) => `it was started ${p.describe(theirs[p.option] ?? p.fallback)}, this rotate runs ${p.describe(mine[p.option] ?? p.fallback)}`,
+  );
+  if (differences.length === 0) return;
+  const join = ['pg-rekey rotate', `--to ${open.targetKey}`, ...VALUE_POLICY.flatMap((p) => p.flag(theirs[p.option] ?? p.fallback))].join(' ');
+  throw new RunConflictError(
+    `rotation run ${open.id} is unfinished and ${differences.join('; ')} — every process of a run must treat values alike. ` +
+      `Join it with "${join}", or let it finish and then run your rotate again`,
+  );
+}
+
+/**
  * Abandons the unfinished rotation, if any, and starts none: for a run whose
  * only target table is gone (dropped, and removed from the config), which no
  * rotate could otherwise finish or replace — it would keep `keys retire` and
@@ -189,7 +216,9 @@ export async function startOrJoinRun(
     try {
       return await withTransaction(pool, async (client) => {
         await client.query(lockRegistrySql(schema));
-        const open = (await client.query<{ id: number; targetKey: string; targets: string[] }>(selectOpenRotationSql(schema))).rows[0];
+        const open = (
+          await client.query<{ id: number; targetKey: string; targets: string[]; options: Record<string, unknown> | null }>(selectOpenRotationSql(schema))
+        ).rows[0];
         if (open) {
           const sameColumns = [...open.targets].sort().join() === [...run.columns].sort().join();
           const conflicts = open.targetKey !== run.targetKeyId || !sameColumns;
@@ -204,6 +233,7 @@ export async function startOrJoinRun(
                 `or abandon it with --abandon-open-run (an emergency rollback)`,
             );
           } else {
+            assertSamePolicy(open, run.options);
             await client.query(markResumedSql(schema, open.id));
             return { id: open.id, targetKeyId: open.targetKey, joined: true };
           }

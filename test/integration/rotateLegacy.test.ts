@@ -93,3 +93,39 @@ describe('emergency rollback of an open run', () => {
     expect(stale.rows[0].n).toBe(0);
   });
 });
+
+describe('a process joining an open run with other value options', () => {
+  it('is refused (exit 4) naming the difference; the run records what every process did', async () => {
+    // The legacy values of the tests above are cleared; one plaintext value waits near the end of the table.
+    await db.current.pool.query(`UPDATE people SET email = NULL WHERE id IN (3, 4)`);
+    await db.current.pool.query(`UPDATE people SET mobno = NULL WHERE id = 5`);
+    await db.current.pool.query(`UPDATE people SET email = 'plain.carol@example.com' WHERE id = 1990`);
+    const stopped = await ws.run(['rotate', '--batch-size', '50', '--max-rate', '500', '--max-duration', '1s']);
+    expectExit(stopped, 75);
+    const open = (await db.current.pool.query(`SELECT id::int AS id FROM pgrekey.runs WHERE kind = 'rotate' AND status = 'running'`)).rows[0].id;
+
+    const legacy = await ws.run(['rotate', '--encrypt-legacy']);
+    expectExit(legacy, 4);
+    expect(legacy.stderr).toContain(
+      `rotation run ${open} is unfinished and it was started without --encrypt-legacy, this rotate runs with --encrypt-legacy — ` +
+        'every process of a run must treat values alike. Join it with "pg-rekey rotate --to new", or let it finish and then run your rotate again',
+    );
+    const abort = await ws.run(['rotate', '--on-error', 'abort']);
+    expectExit(abort, 4);
+    expect(abort.stderr).toContain('it was started with --on-error continue, this rotate runs with --on-error abort');
+    const row = await db.current.pool.query(`SELECT email, email_key_version FROM people WHERE id = 1990`);
+    expect(row.rows).toEqual([{ email: 'plain.carol@example.com', email_key_version: null }]);
+
+    // Joined with the same options, the run finishes as recorded: the plaintext value reported, not encrypted.
+    const joined = await ws.run(['rotate', '--json']);
+    expectExit(joined, 1);
+    expect(JSON.parse(joined.stdout)).toMatchObject({ runId: open, status: 'failed', failed: 1 });
+    const run = await db.current.pool.query(`SELECT options->'encryptLegacy' AS legacy, summary->'bySource' AS "bySource" FROM pgrekey.runs WHERE id = $1`, [open]);
+    expect(run.rows[0].legacy).toBe(false);
+    expect(run.rows[0].bySource['public.people'].email).not.toHaveProperty('plaintext');
+    // Then a run of its own encrypts it.
+    const own = await ws.run(['rotate', '--encrypt-legacy', '--json']);
+    expectExit(own, 0);
+    expect(JSON.parse(own.stdout).bySource['public.people']).toEqual({ email: { plaintext: 1 } });
+  });
+});
