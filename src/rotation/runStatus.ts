@@ -7,7 +7,12 @@ import { selectRangesSql } from './rangesSql.js';
 /** One range as `status` shows it. */
 export interface RangeStatus {
   ordinal: number;
-  status: 'pending' | 'running' | 'done';
+  /**
+   * `stopped`: claimed before, but no worker holds a live lease on it now (its
+   * process stopped and handed it back, or died and the lease expired); the
+   * next worker to claim it continues from its checkpoint. Stored as `running`.
+   */
+  status: 'pending' | 'running' | 'stopped' | 'done';
   checkpoint: string[] | null;
   examined: number;
   changed: number;
@@ -150,12 +155,14 @@ export async function readRunStatus(db: Queryable, schema: string, runId?: numbe
     t.failed += r.failed;
     t.ranges.push({
       ordinal: r.ordinal,
-      status: r.status,
+      // A range left by a process that stopped or died is not being rotated, whatever its row says.
+      status: r.status === 'running' && !r.leaseLive ? 'stopped' : r.status,
       checkpoint: r.checkpoint,
       examined: r.examined,
       changed: r.changed,
       failed: r.failed,
       toReread: r.toReread,
+      // The last holder of a stopped range stays shown, with its lease's expiry (past).
       leaseOwner: r.status === 'running' ? r.leaseOwner : null,
       leaseExpiresAt: r.status === 'running' ? r.leaseExpiresAt : null,
     });

@@ -4,6 +4,7 @@
  * under the target key with its original plaintext, rewritten exactly once.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { hostname } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import {
   countRewrites,
@@ -64,4 +65,39 @@ describe('rotate under kill -9', () => {
     await expectEachRewrittenOnce(db.pool, ROWS);
     expect(await expectAllUnderKey(db.pool, 'new')).toBe(ROWS);
   }, 240_000);
+
+  it('status of a run whose only process was killed: running while the dead lease lives, then stopped, ranges included', async () => {
+    const { db, ws } = await freshRotation('killed_status', 20_000);
+    const cli = await startCli(ws, ['rotate', '--batch-size', '100', '--max-rate', '2000', '--lease', '2s', '--workers', '2']);
+    await waitForStderr(cli, /rotation run \d+/);
+    const statusOf = async () => JSON.parse((await ws.run(['status', '--json'])).stdout);
+    const owner = `${hostname()}:${cli.child.pid}`;
+    // Synchronise on its first committed batch (a live lease renewed by it), not on a guessed delay.
+    let working = await statusOf();
+    const started = Date.now() + 20_000;
+    while (working.workers.length === 0 && Date.now() < started) working = await statusOf();
+    expect(working.workers.length).toBeGreaterThan(0);
+    cli.child.kill('SIGKILL');
+    await cli.done;
+    // Its lease lives on until it expires: nothing can tell a dead worker from a slow one before that.
+    const dying = await statusOf();
+    if (dying.status === 'running') expect(dying.workers.map((w: { owner: string }) => w.owner)).toContain(owner);
+    // Once the leases have expired, nobody works on the run, and none of its ranges is shown running.
+    const deadline = Date.now() + 20_000;
+    let stopped = dying;
+    while (stopped.status !== 'stopped' && Date.now() < deadline) stopped = await statusOf();
+    expect(stopped).toMatchObject({ status: 'stopped', storedStatus: 'running', workers: [] });
+    const ranges = stopped.targets[0].ranges as { status: string; examined: number; leaseOwner: string | null }[];
+    expect(ranges.filter((r) => r.status === 'running')).toEqual([]);
+    // The ranges it had claimed are stopped, naming their last holder; they continue from their checkpoints.
+    const left = ranges.filter((r) => r.status === 'stopped');
+    expect(left.length).toBeGreaterThan(0);
+    for (const r of left) expect(r.leaseOwner).toBe(owner);
+    expect(stopped.targets[0]).toMatchObject({ rate: 0, etaSeconds: null });
+    const human = (await ws.run(['status'])).stdout;
+    expect(human).toMatch(/\n\d+\s+stopped\s+\d+/);
+    expect(human).not.toMatch(/\n\d+\s+running\s+\d+/);
+    expectExit(await ws.run(['rotate']), 0);
+    expect(await expectAllUnderKey(db.pool, 'new')).toBe(20_000);
+  }, 120_000);
 });
