@@ -31,6 +31,11 @@ export interface TargetStatus {
   changed: number;
   skipped: number;
   failed: number;
+  /**
+   * Rows given up after losing the compare-and-swap to the application three
+   * times: left under their old key for the next run, even in a `succeeded` run.
+   */
+  conflicted: number;
   /** Rows examined per second since the run was last started or resumed (0 while it is stopped). */
   rate: number;
   /** Seconds left at that rate, or null when unknown or done. */
@@ -124,6 +129,7 @@ export async function readRunStatus(db: Queryable, schema: string, runId?: numbe
     target: string;
     estimatedRows: number;
     skipped: number;
+    conflicted: number;
     leaseLive: boolean;
   })[];
   const failures = (
@@ -146,13 +152,14 @@ export async function readRunStatus(db: Queryable, schema: string, runId?: numbe
     const t =
       byTarget.get(r.target) ??
       byTarget
-        .set(r.target, { target: r.target, examined: 0, estimatedTotal: 0, changed: 0, skipped: 0, failed: 0, rate: 0, etaSeconds: null, ranges: [], failures: {} })
+        .set(r.target, { target: r.target, examined: 0, estimatedTotal: 0, changed: 0, skipped: 0, failed: 0, conflicted: 0, rate: 0, etaSeconds: null, ranges: [], failures: {} })
         .get(r.target)!;
     t.examined += r.examined;
     t.estimatedTotal += r.estimatedRows;
     t.changed += r.changed;
     t.skipped += r.skipped;
     t.failed += r.failed;
+    t.conflicted += r.conflicted;
     t.ranges.push({
       ordinal: r.ordinal,
       // A range left by a process that stopped or died is not being rotated, whatever its row says.

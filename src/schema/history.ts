@@ -23,6 +23,8 @@ export interface HistoryEntry {
   rowsChanged: number;
   rowsSkipped: number;
   rowsFailed: number;
+  /** Rotations: rows left under their old key because the application kept rewriting them ("conflicts left"). */
+  rowsConflicted: number;
   actor: { dbUser: string; osUser: string | null; host: string | null };
 }
 
@@ -52,11 +54,12 @@ function selectHistorySql(schema: string, query: HistoryQuery): Sql {
             coalesce(live.changed, r.rows_changed)::float8 AS "rowsChanged",
             coalesce(live.skipped, r.rows_skipped)::float8 AS "rowsSkipped",
             coalesce(live.failed, r.rows_failed)::float8 AS "rowsFailed",
+            coalesce(live.conflicted, (r.summary->>'conflicted')::float8, 0)::float8 AS "rowsConflicted",
             r.actor_db_user AS "dbUser", r.actor_os_user AS "osUser", r.actor_host AS host
        FROM ${s}.runs AS r
        LEFT JOIN LATERAL (
          SELECT sum(g.rows_examined) AS examined, sum(g.rows_changed) AS changed,
-                sum(g.rows_skipped) AS skipped, sum(g.rows_failed) AS failed
+                sum(g.rows_skipped) AS skipped, sum(g.rows_failed) AS failed, sum(g.rows_conflicted) AS conflicted
            FROM ${s}.ranges AS g WHERE g.run_id = r.id
        ) AS live ON r.finished_at IS NULL
       WHERE $1::timestamptz IS NULL OR r.started_at >= $1::timestamptz
@@ -105,7 +108,9 @@ export function describeRecords(entry: HistoryEntry): string {
     const fixed = entry.rowsChanged > 0 ? `, ${entry.rowsChanged} hints fixed` : '';
     return `${entry.rowsExamined} checked${fixed}${failed}`;
   }
-  return `${entry.rowsChanged}/${entry.rowsExamined}${failed}`;
+  // A finished run that left rows to the next one is not done with them, though it "succeeded".
+  const conflicts = entry.rowsConflicted > 0 ? `, ${entry.rowsConflicted} conflicts left` : '';
+  return `${entry.rowsChanged}/${entry.rowsExamined}${failed}${conflicts}`;
 }
 
 /** "os_user@host (db: user)": who ran it, as recorded. */

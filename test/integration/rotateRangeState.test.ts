@@ -16,6 +16,7 @@ import { startOrJoinRun } from '../../src/rotation/planRun.js';
 import { claimRangeSql, releaseRangeSql, selectRunProgressSql, type ClaimedRange } from '../../src/rotation/rangesSql.js';
 import { runRotation, type RotationOutcome, type RotationSettings } from '../../src/rotation/rotate.js';
 import { readRunStatus } from '../../src/rotation/runStatus.js';
+import { describeRecords, listHistory } from '../../src/schema/history.js';
 import type { BatchTransformer } from '../../src/rotation/rotateRange.js';
 import { transformBatch } from '../../src/rotation/transformBatch.js';
 import { resolveTarget, type ResolvedTarget } from '../../src/schema/resolveTarget.js';
@@ -167,6 +168,11 @@ describe('rows waiting to be read again', () => {
     expect(outcome).toMatchObject({ status: 'succeeded', conflicted: 1, examined: 300 + 3 });
     const left = await db.pool.query(`SELECT id FROM people WHERE email_key_version IS DISTINCT FROM $1`, [rotation.targetVersion]);
     expect(left.rows).toEqual([{ id: '7' }]);
+    // status and history say the "succeeded" run left that row, not only rotate's exit 75 did.
+    const shown = await readRunStatus(db.pool, 'pgrekey', run.id);
+    expect(shown).toMatchObject({ status: 'succeeded', targets: [{ target: 'public.people', conflicted: 1 }] });
+    const entry = (await listHistory(db.pool, 'pgrekey')).find((e) => e.id === run.id)!;
+    expect({ conflicted: entry.rowsConflicted, records: describeRecords(entry) }).toEqual({ conflicted: 1, records: '299/303, 1 conflicts left' });
   }, 120_000);
 });
 

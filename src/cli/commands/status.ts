@@ -57,8 +57,10 @@ function formatStatus(s: RunStatus): string {
   for (const t of s.targets) {
     const pct = t.estimatedTotal > 0 ? ` (${Math.min(100, (100 * t.examined) / t.estimatedTotal).toFixed(1)}% of ~${t.estimatedTotal})` : '';
     const eta = t.etaSeconds === null ? '' : ` · ETA ${t.etaSeconds} s`;
+    // A succeeded run may still leave rows the application kept rewriting: say so, they are still under the old key.
+    const conflicts = t.conflicted > 0 ? ` · ${t.conflicted} conflicts left (rows the application kept rewriting; run "pg-rekey rotate" again)` : '';
     lines.push(
-      `\n${t.target}: ${t.examined} rows examined${pct} · ${t.changed} changed · ${t.skipped} NULL/empty skipped · ${t.failed} failed · ${Math.round(t.rate)} rows/s${eta}`,
+      `\n${t.target}: ${t.examined} rows examined${pct} · ${t.changed} changed · ${t.skipped} NULL/empty skipped · ${t.failed} failed${conflicts} · ${Math.round(t.rate)} rows/s${eta}`,
     );
     lines.push(
       formatTable(
