@@ -102,6 +102,25 @@ function markResumedSql(schema: string, runId: number): Sql {
   );
 }
 
+/**
+ * An emergency rotation that joins an open run (`rotate --emergency --reason`
+ * while a scheduled or manual run of the same key is unfinished) makes it an
+ * emergency run, with the reason added to the one recorded: joined silently,
+ * the audit trail would show no emergency rotation at all. While the run is
+ * open its row may still change; it is hashed into the chain when it finishes.
+ */
+function markEmergencySql(schema: string, runId: number, reason: string | undefined): Sql {
+  return sql(
+    `UPDATE ${quoteIdent(schema)}.runs
+        SET trigger = 'emergency',
+            reason = CASE WHEN $2::text IS NULL OR reason = $2::text THEN reason
+                          WHEN reason IS NULL THEN $2::text
+                          ELSE reason || '; emergency: ' || $2::text END
+      WHERE id = $1 AND trigger <> 'emergency'`,
+    [runId, reason ?? null],
+  );
+}
+
 function insertRotationRunSql(schema: string, run: NewRun): Sql {
   return sql(
     `INSERT INTO ${quoteIdent(schema)}.runs
@@ -234,6 +253,7 @@ export async function startOrJoinRun(
             );
           } else {
             assertSamePolicy(open, run.options);
+            if (run.trigger === 'emergency') await client.query(markEmergencySql(schema, open.id, run.reason));
             await client.query(markResumedSql(schema, open.id));
             return { id: open.id, targetKeyId: open.targetKey, joined: true };
           }
