@@ -183,3 +183,17 @@ export function selectAnyWorkSql(target: ResolvedTarget, targetVersion: number):
   });
   return sql(`SELECT EXISTS (SELECT 1 FROM ${tableOf(target)} AS t WHERE ${pending.join(' OR ')}) AS "hasWork"`, [targetVersion]);
 }
+
+/**
+ * How many values of the target already carry `targetVersion` as their key
+ * version (NULL and empty values aside): what a dry run reports as already
+ * under the target key. Its scan reads only rows with work left, so a row whose
+ * every value is done is never read there; counted over the whole table here.
+ */
+export function countAlreadyDoneSql(target: ResolvedTarget, targetVersion: number): Sql {
+  const perColumn = target.columns.map((c) => {
+    const col = `t.${quoteIdent(c.name)}`;
+    return `count(*) FILTER (WHERE ${col} IS NOT NULL AND ${col} <> '' AND t.${quoteIdent(c.versionColumn)} = $1::smallint)`;
+  });
+  return sql(`SELECT (${perColumn.join(' + ')})::float8 AS "alreadyDone" FROM ${tableOf(target)} AS t`, [targetVersion]);
+}

@@ -5,7 +5,7 @@
 import type pg from 'pg';
 
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
-import { selectBatchSql, type RowKey } from './batchSql.js';
+import { countAlreadyDoneSql, selectBatchSql, type RowKey } from './batchSql.js';
 import { batchLength, rowKeyAt, toReadBatch } from './readRows.js';
 import type { BatchTransformer } from './rotateRange.js';
 import type { RotateFailureReason } from './transformBatch.js';
@@ -20,6 +20,10 @@ export interface DryRunTargetReport {
   complete: boolean;
   examined: number;
   skipped: number;
+  /**
+   * Values already under the target key by their key version, over the whole
+   * table (when the scan was stopped: only in the rows it read).
+   */
   alreadyDone: number;
   /** column → source key → values that would change */
   wouldChange: Record<string, Record<string, number>>;
@@ -82,7 +86,11 @@ export async function dryRunTarget(
         report.failures.push({ column, rowKey: Object.fromEntries(target.key.map((k, i) => [k.name, key[i]!])), reason: f.reason });
       }
     }
-    if (batchLength(batch) < batchSize) return report;
+    if (batchLength(batch) < batchSize) {
+      // The scan skipped the rows with nothing left to do: their values are already done too.
+      report.alreadyDone = (await pool.query<{ alreadyDone: number }>(countAlreadyDoneSql(target, targetVersion))).rows[0]!.alreadyDone;
+      return report;
+    }
     after = rowKeyAt(batch, batchLength(batch) - 1);
   }
 }

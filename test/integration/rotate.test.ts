@@ -87,6 +87,24 @@ describe('rotate', () => {
     await expectAllUnderKey(db.current.pool, 'new');
   });
 
+  it('--dry-run on a mostly rotated table counts every value already under the target key, not only those in rows it reads', async () => {
+    const codec = await (await import('../helpers/rotationFixture.js')).bothKeysCodec();
+    await db.current.pool.query('UPDATE people SET email = $1 WHERE id = 6', [codec.encrypt(plaintextsOf(6).email, { keyId: 'old' })]);
+    const result = await ws.run(['rotate', '--dry-run', '--json']);
+    expectExit(result, 0);
+    const people = JSON.parse(result.stdout).targets[0];
+    expect(people.wouldChange).toEqual({ email: { old: 1 } });
+    const truth = await db.current.pool.query(
+      `SELECT (count(*) FILTER (WHERE email_key_version = k.version) + count(*) FILTER (WHERE mobno_key_version = k.version))::int AS n
+         FROM people, pgrekey.keys k WHERE k.key_id = 'new' GROUP BY k.version`,
+    );
+    expect(truth.rows[0].n).toBe(2 * ROWS - Math.floor(ROWS / 7) - 1);
+    expect(people.alreadyDone).toBe(truth.rows[0].n);
+    const human = await ws.run(['rotate', '--dry-run']);
+    expect(human.stdout).toContain(`${truth.rows[0].n} already under new`);
+    expectExit(await ws.run(['rotate']), 0);
+  });
+
   it('rotates back to the old key with --to (rollback)', async () => {
     const result = await ws.run(['rotate', '--to', 'old', '--json']);
     expectExit(result, 0);
