@@ -38,6 +38,11 @@ describe('legacy values', () => {
     const row3 = await db.current.pool.query(`SELECT email FROM people WHERE id = 3`);
     expect(row3.rows[0].email).toBe('plain.alice@example.com');
     expect(result.stdout + result.stderr).not.toContain('alice');
+    // The summary does not call them undecryptable: they are not encrypted at all.
+    const human = await ws.run(['rotate']);
+    expectExit(human, 1);
+    expect(human.stdout).toMatch(/Rotation finished with 3 value\(s\) that could not be rotated — see "pg-rekey status --run \d+" for each reason\./);
+    expect(human.stdout).not.toContain('could not be decrypted');
   });
 
   it('with --encrypt-legacy: encrypts them under the target key and records how many', async () => {

@@ -29,10 +29,12 @@ export function formatOutcome(targetKeyId: string, o: RotationOutcome): string {
       o.conflicted > 0
         ? `Rotation complete but for ${o.conflicted} row(s) the application kept rewriting meanwhile; run "pg-rekey rotate --to ${targetKeyId}" again to rotate them.`
         : 'Rotation complete.',
-    failed: `Rotation finished with ${o.failed} value(s) that could not be decrypted — see "pg-rekey status --run ${o.runId}".`,
+    // Not all "could not be decrypted": plaintext and legacy values (without --encrypt-legacy) and
+    // values too long for their column are failures too, each recorded with its reason.
+    failed: `Rotation finished with ${o.failed} value(s) that could not be rotated — see "pg-rekey status --run ${o.runId}" for each reason.`,
     // With --to: the run may go to a key that is not (or no longer) the primary.
     stopped: `Stopped early at a batch boundary; run "pg-rekey rotate --to ${targetKeyId}" again to continue.`,
-    aborted: 'Aborted at the first undecryptable value (--on-error abort).',
+    aborted: `Aborted at the first value that could not be rotated (--on-error abort) — see "pg-rekey status --run ${o.runId}" for its reason.`,
   }[o.status];
   return [
     `Run ${o.runId} → key ${targetKeyId}: ${o.status}`,
