@@ -191,6 +191,16 @@ const VALUE_POLICY = [
   { option: 'onError', describe: (v: unknown) => `with --on-error ${String(v)}`, flag: (v: unknown) => (v === 'abort' ? ['--on-error abort'] : []), fallback: 'continue' },
 ] as const;
 
+/**
+ * The command that joins or resumes a run to `targetKey` with these options
+ * (a run's recorded ones): with its value options, or the join would be refused.
+ */
+export function joinCommand(targetKey: string | null | undefined, options: Record<string, unknown> | null | undefined): string {
+  const recorded = options ?? {};
+  const flags = VALUE_POLICY.flatMap((p) => p.flag(recorded[p.option] ?? p.fallback));
+  return ['pg-rekey rotate', ...(targetKey ? [`--to ${targetKey}`] : []), ...flags].join(' ');
+}
+
 /** Refuses to join an open run whose value policy (VALUE_POLICY) differs from this process's, naming each difference. */
 function assertSamePolicy(open: { id: number; targetKey: string; options: Record<string, unknown> | null }, mine: Record<string, unknown>): void {
   const theirs = open.options ?? {};
@@ -198,7 +208,7 @@ function assertSamePolicy(open: { id: number; targetKey: string; options: Record
     (p) => `it was started ${p.describe(theirs[p.option] ?? p.fallback)}, this rotate runs ${p.describe(mine[p.option] ?? p.fallback)}`,
   );
   if (differences.length === 0) return;
-  const join = ['pg-rekey rotate', `--to ${open.targetKey}`, ...VALUE_POLICY.flatMap((p) => p.flag(theirs[p.option] ?? p.fallback))].join(' ');
+  const join = joinCommand(open.targetKey, theirs);
   throw new RunConflictError(
     `rotation run ${open.id} is unfinished and ${differences.join('; ')} — every process of a run must treat values alike. ` +
       `Join it with "${join}", or let it finish and then run your rotate again`,
@@ -248,7 +258,7 @@ export async function startOrJoinRun(
           } else if (conflicts) {
             throw new RunConflictError(
               `rotation run ${open.id} to key ${open.targetKey} (${open.targets.join(', ')}) is unfinished — ` +
-                `finish it first with "pg-rekey rotate --to ${open.targetKey}"${sameColumns ? '' : ' and the same targets'}, ` +
+                `finish it first with "${joinCommand(open.targetKey, open.options)}"${sameColumns ? '' : ' and the same targets'}, ` +
                 `or abandon it with --abandon-open-run (an emergency rollback)`,
             );
           } else {

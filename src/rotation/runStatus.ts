@@ -2,6 +2,7 @@ import { quoteIdent } from '../db/quote.js';
 import { sql } from '../db/sql.js';
 import type { Queryable } from '../db/withTransaction.js';
 import { UsageError } from '../errors.js';
+import { joinCommand } from './planRun.js';
 import { selectRangesSql } from './rangesSql.js';
 
 /** One range as `status` shows it. */
@@ -75,11 +76,13 @@ type RunRow = Omit<RunStatus, 'runId' | 'targets' | 'workers' | 'storedStatus' |
   resumed: { at: string; examined: Record<string, number> } | null;
   /** The server's clock, which started_at and the resumption are read by. */
   readAt: Date;
+  /** The options the run was started with (--encrypt-legacy, --on-error…). */
+  options: Record<string, unknown> | null;
 };
 
-/** What `status` tells the user about a run no process is working on. */
-const stoppedNote = (targetKey: string | null) =>
-  `stopped: no worker holds a lease — run "pg-rekey rotate${targetKey ? ` --to ${targetKey}` : ''}" to resume`;
+/** What `status` tells the user about a run no process is working on: the command that resumes it, with the run's value options. */
+const stoppedNote = (targetKey: string | null, options: Record<string, unknown> | null) =>
+  `stopped: no worker holds a lease — run "${joinCommand(targetKey, options)}" to resume`;
 
 /**
  * An open run's status as `status` shows it. Nothing writes `stopped` to the
@@ -107,7 +110,7 @@ export async function readRunStatus(db: Queryable, schema: string, runId?: numbe
     await db.query<RunRow>(
       sql(
         `SELECT id::int, kind, status, target_key AS "targetKey", trigger, reason, started_at AS "startedAt", finished_at AS "finishedAt",
-                summary->'resumed' AS resumed, now() AS "readAt"
+                summary->'resumed' AS resumed, now() AS "readAt", options
            FROM ${s}.runs WHERE ${runId === undefined ? `kind = 'rotate'` : 'id = $1'} ORDER BY id DESC LIMIT 1`,
         runId === undefined ? [] : [runId],
       ),
@@ -194,7 +197,7 @@ export async function readRunStatus(db: Queryable, schema: string, runId?: numbe
     runId: run.id,
     status,
     storedStatus: run.status,
-    note: status === 'stopped' ? stoppedNote(run.targetKey) : null,
+    note: status === 'stopped' ? stoppedNote(run.targetKey, run.options) : null,
     targetKey: run.targetKey,
     trigger: run.trigger,
     reason: run.reason,

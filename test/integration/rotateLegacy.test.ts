@@ -133,4 +133,19 @@ describe('a process joining an open run with other value options', () => {
     expectExit(own, 0);
     expect(JSON.parse(own.stdout).bySource['public.people']).toEqual({ email: { plaintext: 1 } });
   });
+
+  it('a stopped run started with --encrypt-legacy is resumed by the command that status and the summary name', async () => {
+    expectExit(await ws.run(['rotate', '--to', 'old']), 0);
+    await db.current.pool.query(`UPDATE people SET email = 'plain.dave@example.com' WHERE id = 1995`);
+    const stopped = await ws.run(['rotate', '--encrypt-legacy', '--batch-size', '50', '--max-rate', '500', '--max-duration', '1s']);
+    expectExit(stopped, 75);
+    const resume = 'pg-rekey rotate --to new --encrypt-legacy';
+    expect(stopped.stdout).toContain(`Stopped early at a batch boundary; run "${resume}" again to continue.`);
+    const status = JSON.parse((await ws.run(['status', '--json'])).stdout);
+    expect(status.note).toBe(`stopped: no worker holds a lease — run "${resume}" to resume`);
+    const refused = await ws.run(['rotate', '--to', 'old']);
+    expectExit(refused, 4);
+    expect(refused.stderr).toContain(`finish it first with "${resume}"`);
+    expectExit(await ws.run(resume.split(' ').slice(1)), 0);
+  });
 });

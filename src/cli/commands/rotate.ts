@@ -10,7 +10,7 @@ import { requireActiveKey, type RegisteredKey } from '../../schema/registry.js';
 import type { ResolvedTarget } from '../../schema/resolveTarget.js';
 import { selectAnyWorkSql } from '../../rotation/batchSql.js';
 import { dryRunTarget, type DryRunTargetReport } from '../../rotation/dryRun.js';
-import { abandonOpenRun, startOrJoinRun } from '../../rotation/planRun.js';
+import { abandonOpenRun, joinCommand, startOrJoinRun } from '../../rotation/planRun.js';
 import { selectRangesSql } from '../../rotation/rangesSql.js';
 import { assertReplicaLagReadable } from '../../rotation/throttle.js';
 import { runRotation, type RotationOutcome, type RotationSettings } from '../../rotation/rotate.js';
@@ -151,7 +151,8 @@ async function rotateUntilStopped(
     // The run, if this process was planning it, rolled back; one it was joining stays resumable.
     ctx.output.result(
       { status: 'stopped', runId: null },
-      () => `Stopped during start-up: this process changed no value. Run "pg-rekey rotate${argv.to ? ` --to ${argv.to}` : ''}" again to rotate.`,
+      () =>
+        `Stopped during start-up: this process changed no value. Run "${joinCommand(argv.to, { encryptLegacy: argv.encryptLegacy, onError: argv.onError })}" again to rotate.`,
     );
     return ExitCode.STOPPED_RESUMABLE;
   } finally {
@@ -410,7 +411,9 @@ async function rotateWith(
   } finally {
     progress.stop();
   }
-  ctx.output.result({ targetKey: targetKeyId, ...outcome }, () => formatOutcome(targetKeyId, outcome));
+  ctx.output.result({ targetKey: targetKeyId, ...outcome }, () =>
+    formatOutcome(targetKeyId, outcome, joinCommand(targetKeyId, { encryptLegacy: argv.encryptLegacy, onError: argv.onError })),
+  );
   switch (outcome.status) {
     case 'succeeded':
       // Rows an application kept rewriting under the rotation are still to do:

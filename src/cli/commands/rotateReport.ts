@@ -15,8 +15,11 @@ function fromKeyLabel(source: string, targetKeyId: string): string {
   return source === targetKeyId ? `${source} (already; key version set)` : source;
 }
 
-/** The summary of a rotation run (rotate's human output). */
-export function formatOutcome(targetKeyId: string, o: RotationOutcome): string {
+/**
+ * The summary of a rotation run (rotate's human output). `again`: the command
+ * that continues the run (or rotates what it left), with its value options.
+ */
+export function formatOutcome(targetKeyId: string, o: RotationOutcome, again: string): string {
   const rows: unknown[][] = [];
   for (const [target, columns] of Object.entries(o.bySource)) {
     for (const [column, sources] of Object.entries(columns)) {
@@ -27,13 +30,13 @@ export function formatOutcome(targetKeyId: string, o: RotationOutcome): string {
   const verdict = {
     succeeded:
       o.conflicted > 0
-        ? `Rotation complete but for ${o.conflicted} row(s) the application kept rewriting meanwhile; run "pg-rekey rotate --to ${targetKeyId}" again to rotate them.`
+        ? `Rotation complete but for ${o.conflicted} row(s) the application kept rewriting meanwhile; run "${again}" again to rotate them.`
         : 'Rotation complete.',
     // Not all "could not be decrypted": plaintext and legacy values (without --encrypt-legacy) and
     // values too long for their column are failures too, each recorded with its reason.
     failed: `Rotation finished with ${o.failed} value(s) that could not be rotated — see "pg-rekey status --run ${o.runId}" for each reason.`,
     // With --to: the run may go to a key that is not (or no longer) the primary.
-    stopped: `Stopped early at a batch boundary; run "pg-rekey rotate --to ${targetKeyId}" again to continue.`,
+    stopped: `Stopped early at a batch boundary; run "${again}" again to continue.`,
     aborted: `Aborted at the first value that could not be rotated (--on-error abort) — see "pg-rekey status --run ${o.runId}" for its reason.`,
   }[o.status];
   return [
