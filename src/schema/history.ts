@@ -1,6 +1,7 @@
 import { quoteIdent } from '../db/quote.js';
 import { sql, type Sql } from '../db/sql.js';
 import type { Queryable } from '../db/withTransaction.js';
+import { HOLDS_LIVE_LEASE } from '../rotation/rangesSql.js';
 
 /** One run as the Rotation History table shows it (the manual procedure's audit trail). */
 export interface HistoryEntry {
@@ -18,7 +19,14 @@ export interface HistoryEntry {
   finishedAt: Date | null;
   /** finished_at − started_at (or until now for an open run), in milliseconds. */
   durationMs: number;
+  /**
+   * How the run stands. An open rotation on which no worker holds a live lease
+   * is `stopped`, as `pg-rekey status` shows it: its row stays `running` until
+   * the run ends (see storedStatus), however long nobody works on it.
+   */
   status: 'running' | 'succeeded' | 'failed' | 'stopped' | 'aborted';
+  /** The status as the runs row records it. */
+  storedStatus: 'running' | 'succeeded' | 'failed' | 'stopped' | 'aborted';
   rowsExamined: number;
   rowsChanged: number;
   rowsSkipped: number;
@@ -50,7 +58,10 @@ function selectHistorySql(schema: string, query: HistoryQuery): Sql {
             r.source_keys AS "sourceKeys", r.target_key AS "targetKey", r.targets, r.options,
             r.started_at AS "startedAt", r.finished_at AS "finishedAt",
             extract(epoch FROM coalesce(r.finished_at, now()) - r.started_at)::float8 * 1000 AS "durationMs",
-            r.status, coalesce(live.examined, r.rows_examined)::float8 AS "rowsExamined",
+            CASE WHEN r.kind = 'rotate' AND r.status IN ('running', 'stopped')
+                      AND NOT EXISTS (SELECT 1 FROM ${s}.ranges AS g WHERE g.run_id = r.id AND ${HOLDS_LIVE_LEASE})
+                 THEN 'stopped' ELSE r.status END AS status,
+            r.status AS "storedStatus", coalesce(live.examined, r.rows_examined)::float8 AS "rowsExamined",
             coalesce(live.changed, r.rows_changed)::float8 AS "rowsChanged",
             coalesce(live.skipped, r.rows_skipped)::float8 AS "rowsSkipped",
             coalesce(live.failed, r.rows_failed)::float8 AS "rowsFailed",

@@ -40,7 +40,7 @@ function renderHistory(entries: readonly HistoryEntry[]): string {
       e.trigger,
       e.reason ?? '',
       describeKeys(e),
-      e.status === 'running' ? `${formatDuration(e.durationMs)}…` : formatDuration(e.durationMs),
+      e.finishedAt === null ? `${formatDuration(e.durationMs)}…` : formatDuration(e.durationMs),
       describeRecords(e),
       e.status,
       describeActor(e),
