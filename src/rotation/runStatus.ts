@@ -158,7 +158,10 @@ export async function readRunStatus(db: Queryable, schema: string, runId?: numbe
         .set(r.target, { target: r.target, examined: 0, estimatedTotal: 0, changed: 0, skipped: 0, failed: 0, conflicted: 0, rate: 0, etaSeconds: null, ranges: [], failures: {} })
         .get(r.target)!;
     t.examined += r.examined;
-    t.estimatedTotal += r.estimatedRows;
+    // A finished range has examined all it had to: its count is its total, not the planner's
+    // share of the table (a re-run examines only the rows left, and a succeeded re-run showed
+    // "15% of ~5000"). An open range has at least what it examined so far.
+    t.estimatedTotal += r.status === 'done' ? r.examined : Math.max(r.estimatedRows, r.examined);
     t.changed += r.changed;
     t.skipped += r.skipped;
     t.failed += r.failed;

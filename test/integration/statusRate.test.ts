@@ -4,7 +4,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect, it } from 'vitest';
-import { expectExit, startCli, useFreshRotations, waitForStderr, type RotationWorkspace } from '../helpers/rotationFixture.js';
+import { bothKeysCodec, expectExit, plaintextsOf, startCli, useFreshRotations, waitForStderr, type RotationWorkspace } from '../helpers/rotationFixture.js';
 
 const fresh = useFreshRotations();
 
@@ -45,4 +45,20 @@ it('after a stop and idle time, a resumed run is rated by its own work', async (
   } finally {
     await cli.done;
   }
+}, 120_000);
+
+it('a finished re-run, which examined only the rows left, is shown 100% done, not a share of the table', async () => {
+  const { db, ws } = await fresh('status_rerun_total', 5000);
+  expectExit(await ws.run(['rotate']), 0);
+  // The application writes 50 rows with the old key again (their key versions are reset).
+  const codec = await bothKeysCodec();
+  for (let id = 1; id <= 50; id++) {
+    await db.pool.query('UPDATE people SET email = $1 WHERE id = $2', [codec.encrypt(plaintextsOf(id).email, { keyId: 'old' }), id]);
+  }
+  expectExit(await ws.run(['rotate']), 0);
+  const { status, target } = await progressOf(ws);
+  expect(status).toBe('succeeded');
+  expect(target.examined).toBeLessThan(5000);
+  expect(target).toMatchObject({ estimatedTotal: target.examined, etaSeconds: null });
+  expect((await ws.run(['status'])).stdout).toContain(`${target.examined} rows examined (100.0% of ~${target.examined})`);
 }, 120_000);
