@@ -2,23 +2,21 @@ import { hostname } from 'node:os';
 import type pg from 'pg';
 import type { Argv, CommandModule } from 'yargs';
 import type { ResolvedConfig } from '../../config/loadConfig.js';
-import { createCodecFromKeyring } from '../../crypto/createCodec.js';
-import type { Codec } from '../../crypto/codec.js';
 import { quoteIdent } from '../../db/quote.js';
 import { UsageError } from '../../errors.js';
 import { requireActiveKey, type RegisteredKey } from '../../schema/registry.js';
 import type { ResolvedTarget } from '../../schema/resolveTarget.js';
 import { selectAnyWorkSql } from '../../rotation/batchSql.js';
-import { dryRunTarget, type DryRunTargetReport } from '../../rotation/dryRun.js';
 import { abandonOpenRun, joinCommand, startOrJoinRun } from '../../rotation/planRun.js';
 import { selectRangesSql } from '../../rotation/rangesSql.js';
 import { assertReplicaLagReadable } from '../../rotation/throttle.js';
 import { runRotation, type RotationOutcome, type RotationSettings } from '../../rotation/rotate.js';
-import { transformBatch } from '../../rotation/transformBatch.js';
 import { CryptoPool, defaultCryptoThreads } from '../../rotation/cryptoPool.js';
 import type { BatchTransformer } from '../../rotation/rotateRange.js';
 import { ExitCode } from '../exitCodes.js';
-import { formatDryRun, formatOutcome } from './rotateReport.js';
+import { dryRunUntilStopped } from './rotateDryRun.js';
+import { formatOutcome } from './rotateReport.js';
+import { createTransform } from './rotateTransform.js';
 import { givenOnce } from '../givenOnce.js';
 import { wholeNumberOption } from '../numberOptions.js';
 import { parseDuration } from '../parseDuration.js';
@@ -28,7 +26,8 @@ import { checkChosenTargets, isStopDuringStartUp, withSession, type KeysBeforeWr
 import type { CommandContext } from '../context.js';
 import type { Wrap } from './index.js';
 
-interface RotateArgs {
+/** rotate's parsed options. */
+export interface RotateArgs {
   to?: string;
   target?: string[];
   batchSize: number;
@@ -160,36 +159,6 @@ async function rotateUntilStopped(
   }
 }
 
-/**
- * A dry run, stopped by a signal or --max-duration like a rotation: between
- * batches (exit 75, with the counts of the rows read so far, marked as
- * partial), or during its start-up. Before, a SIGTERM from a deploy tool
- * killed it (exit 143) and --max-duration was ignored.
- */
-async function dryRunUntilStopped(
-  ctx: CommandContext,
-  argv: RotateArgs,
-  settings: RotationSettings,
-  sessionOptions: SessionOptions<ChosenTargets>,
-  cryptoPool: CryptoPool | undefined,
-) {
-  const stop = watchForStop(ctx.logger, settings.maxDurationMs);
-  try {
-    return await withSession(ctx, { ...sessionOptions, stopSignal: stop.signal }, (session, { targets }) =>
-      dryRun(ctx, session, argv, targets, cryptoPool, stop.signal),
-    );
-  } catch (err) {
-    if (!isStopDuringStartUp(err, stop.signal)) throw err;
-    ctx.output.result(
-      { dryRun: true, status: 'stopped', targetKey: null, targets: [] },
-      () => 'Dry run stopped during start-up: nothing was read or written. Run it again for the report.',
-    );
-    return ExitCode.STOPPED_RESUMABLE;
-  } finally {
-    stop.dispose();
-  }
-}
-
 /** --to names a configured key that is not retired (it may be unregistered yet: rotate registers it). */
 function assertTargetKeyUsable(keyId: string, keys: KeysBeforeWriting): void {
   if (!keys.configured.some((k) => k.id === keyId)) {
@@ -198,78 +167,6 @@ function assertTargetKeyUsable(keyId: string, keys: KeysBeforeWriting): void {
   if (keys.registry.find((r) => r.keyId === keyId)?.state === 'retired') {
     throw new UsageError(`--to ${keyId}: key ${keyId} is retired and can no longer be used`);
   }
-}
-
-/** The crypto step of a rotation to `targetKeyId`: on the pool's threads when there is one, else inline. */
-async function createTransform(
-  session: Session,
-  argv: RotateArgs,
-  targets: ResolvedTarget[],
-  targetKeyId: string,
-  targetVersion: number,
-  cryptoPool: CryptoPool | undefined,
-): Promise<BatchTransformer> {
-  if (!session.keys.some((k) => k.id === targetKeyId)) {
-    throw new UsageError(`key ${targetKeyId} is not configured here — add it to "keys" in the config file`);
-  }
-  if (cryptoPool) {
-    // Crypto on worker threads, so reads, writes and crypto overlap on every core (see cryptoPool).
-    const keyrings = [];
-    for (const format of new Set(targets.map((t) => t.format))) {
-      keyrings.push({ format, keys: [...(await session.keyringSecrets(format, { primary: targetKeyId }))] });
-    }
-    cryptoPool.configure({ targetKeyId, targetVersion, encryptLegacy: argv.encryptLegacy, keyrings, targets });
-    return cryptoPool.transform;
-  }
-  const codecs = new Map<string, Codec>();
-  for (const t of targets) {
-    codecs.set(t.name, createCodecFromKeyring(t.format, await session.keyring(t.format, { primary: targetKeyId })));
-  }
-  return async (target, batch) =>
-    transformBatch(batch, {
-      codec: codecs.get(target.name)!,
-      targetKeyId,
-      targetVersion,
-      encryptLegacy: argv.encryptLegacy,
-      maxLengths: target.columns.map((c) => c.maxLength),
-    });
-}
-
-// Key versions start at 1: a target key not registered yet matches no row.
-const UNREGISTERED_VERSION = 0;
-
-/** `rotate --dry-run`: what would change, per column and source key, and what would fail. */
-async function dryRun(
-  ctx: CommandContext,
-  session: Session,
-  argv: RotateArgs,
-  targets: ResolvedTarget[],
-  cryptoPool: CryptoPool | undefined,
-  stop: AbortSignal,
-) {
-  const targetKeyId = argv.to ?? session.registry.find((k) => k.isPrimary)?.keyId ?? session.keys[0]!.id;
-  const registered = session.registry.find((k) => k.keyId === targetKeyId);
-  if (registered?.state === 'retired') throw new UsageError(`key ${targetKeyId} is retired and can no longer be used`);
-  const version = registered?.version ?? UNREGISTERED_VERSION;
-  const transform = await createTransform(session, argv, targets, targetKeyId, version, cryptoPool);
-  stop.throwIfAborted();
-  // From here a stop is taken between batches, like a rotation's, so the counts so far can be reported.
-  session.endStartUp();
-  ctx.output.info(`Dry run to key ${targetKeyId}: reading ${targets.map((t) => t.name).join(', ')}; nothing will be written.`);
-  const reports: DryRunTargetReport[] = [];
-  for (const t of targets) {
-    if (stop.aborted) break;
-    reports.push(await dryRunTarget(session.pool, t, version, argv.batchSize, transform, stop));
-  }
-  const notRead = targets.slice(reports.length).map((t) => t.name);
-  const stopped = notRead.length > 0 || reports.some((r) => !r.complete);
-  const failures = reports.reduce((n, r) => n + r.failures.length, 0);
-  const why = stopped ? (stop.reason as Error).message : null;
-  ctx.output.result({ dryRun: true, status: stopped ? 'stopped' : 'complete', targetKey: targetKeyId, targets: reports, notRead }, () =>
-    formatDryRun(targetKeyId, reports, why === null ? null : { why, notRead }),
-  );
-  if (stopped) return ExitCode.STOPPED_RESUMABLE;
-  return failures > 0 ? ExitCode.FAILURES : ExitCode.OK;
 }
 
 /** The rotation settings from the flags; throws a UsageError naming a bad duration. */
@@ -330,7 +227,7 @@ async function rotate(
   const targetVersion = requireActiveKey(session.registry, targetKeyId).version;
   if (settings.maxReplicaLagMs !== undefined) await assertReplicaLagReadable(session.pool);
   stop.signal.throwIfAborted();
-  const transform = await createTransform(session, argv, targets, targetKeyId, targetVersion, cryptoPool);
+  const transform = await createTransform(session, targets, { targetKeyId, targetVersion, encryptLegacy: argv.encryptLegacy }, cryptoPool);
   return rotateWith(ctx, session, argv, settings, stop, targetKeyId, targetVersion, targets, transform);
 }
 

@@ -1,0 +1,88 @@
+/**
+ * `rotate --dry-run`: reads and decrypts every value to be rotated and writes
+ * nothing at all — no data, no checkpoints, no failures rows — then reports
+ * what would change per column and source key, and what would fail.
+ */
+import { UsageError } from '../../errors.js';
+import type { CryptoPool } from '../../rotation/cryptoPool.js';
+import { dryRunTarget, type DryRunTargetReport } from '../../rotation/dryRun.js';
+import type { RotationSettings } from '../../rotation/rotate.js';
+import type { ResolvedTarget } from '../../schema/resolveTarget.js';
+import type { CommandContext } from '../context.js';
+import { ExitCode } from '../exitCodes.js';
+import { isStopDuringStartUp, withSession, type ChosenTargets, type Session, type SessionOptions } from '../session.js';
+import { watchForStop } from '../stopRequest.js';
+import type { RotateArgs } from './rotate.js';
+import { formatDryRun } from './rotateReport.js';
+import { createTransform } from './rotateTransform.js';
+
+/** The options a dry run reads. */
+type DryRunArgs = Pick<RotateArgs, 'to' | 'batchSize' | 'encryptLegacy'>;
+
+/**
+ * A dry run, stopped by a signal or --max-duration like a rotation: between
+ * batches (exit 75, with the counts of the rows read so far, marked as
+ * partial), or during its start-up. Before, a SIGTERM from a deploy tool
+ * killed it (exit 143) and --max-duration was ignored.
+ */
+export async function dryRunUntilStopped(
+  ctx: CommandContext,
+  argv: DryRunArgs,
+  settings: RotationSettings,
+  sessionOptions: SessionOptions<ChosenTargets>,
+  cryptoPool: CryptoPool | undefined,
+) {
+  const stop = watchForStop(ctx.logger, settings.maxDurationMs);
+  try {
+    return await withSession(ctx, { ...sessionOptions, stopSignal: stop.signal }, (session, { targets }) =>
+      dryRun(ctx, session, argv, targets, cryptoPool, stop.signal),
+    );
+  } catch (err) {
+    if (!isStopDuringStartUp(err, stop.signal)) throw err;
+    ctx.output.result(
+      { dryRun: true, status: 'stopped', targetKey: null, targets: [] },
+      () => 'Dry run stopped during start-up: nothing was read or written. Run it again for the report.',
+    );
+    return ExitCode.STOPPED_RESUMABLE;
+  } finally {
+    stop.dispose();
+  }
+}
+
+// Key versions start at 1: a target key not registered yet matches no row.
+const UNREGISTERED_VERSION = 0;
+
+/** `rotate --dry-run`: what would change, per column and source key, and what would fail. */
+async function dryRun(
+  ctx: CommandContext,
+  session: Session,
+  argv: DryRunArgs,
+  targets: ResolvedTarget[],
+  cryptoPool: CryptoPool | undefined,
+  stop: AbortSignal,
+) {
+  const targetKeyId = argv.to ?? session.registry.find((k) => k.isPrimary)?.keyId ?? session.keys[0]!.id;
+  const registered = session.registry.find((k) => k.keyId === targetKeyId);
+  if (registered?.state === 'retired') throw new UsageError(`key ${targetKeyId} is retired and can no longer be used`);
+  const version = registered?.version ?? UNREGISTERED_VERSION;
+  const transform = await createTransform(session, targets, { targetKeyId, targetVersion: version, encryptLegacy: argv.encryptLegacy }, cryptoPool);
+  stop.throwIfAborted();
+  // From here a stop is taken between batches, like a rotation's, so the counts so far can be reported.
+  session.endStartUp();
+  ctx.output.info(`Dry run to key ${targetKeyId}: reading ${targets.map((t) => t.name).join(', ')}; nothing will be written.`);
+  const reports: DryRunTargetReport[] = [];
+  for (const t of targets) {
+    if (stop.aborted) break;
+    reports.push(await dryRunTarget(session.pool, t, version, argv.batchSize, transform, stop));
+  }
+  const notRead = targets.slice(reports.length).map((t) => t.name);
+  const stopped = notRead.length > 0 || reports.some((r) => !r.complete);
+  const failures = reports.reduce((n, r) => n + r.failures.length, 0);
+  const why = stopped ? (stop.reason as Error).message : null;
+  ctx.output.result({ dryRun: true, status: stopped ? 'stopped' : 'complete', targetKey: targetKeyId, targets: reports, notRead }, () =>
+    formatDryRun(targetKeyId, reports, why === null ? null : { why, notRead }),
+  );
+  if (stopped) return ExitCode.STOPPED_RESUMABLE;
+  return failures > 0 ? ExitCode.FAILURES : ExitCode.OK;
+}
+
