@@ -21,8 +21,9 @@ import { givenOnce } from '../givenOnce.js';
 import { wholeNumberOption } from '../numberOptions.js';
 import { parseDuration } from '../parseDuration.js';
 import { createProgressReporter } from '../progressReporter.js';
-import { watchForStop, type StopRequest } from '../stopRequest.js';
-import { checkChosenTargets, isStopDuringStartUp, withSession, type KeysBeforeWriting, type ChosenTargets, type Session, type SessionOptions } from '../session.js';
+import type { StopRequest } from '../stopRequest.js';
+import { withStoppableSession } from '../stoppableSession.js';
+import { checkChosenTargets, type KeysBeforeWriting, type ChosenTargets, type Session, type SessionOptions } from '../session.js';
 import type { CommandContext } from '../context.js';
 import type { Wrap } from './index.js';
 
@@ -131,32 +132,26 @@ export function rotateCommand(wrap: Wrap): CommandModule {
 }
 
 /** A rotation, stopped cleanly by a signal or --max-duration at any point, even during its start-up. */
-async function rotateUntilStopped(
+function rotateUntilStopped(
   ctx: CommandContext,
   argv: RotateArgs,
   settings: RotationSettings,
   sessionOptions: SessionOptions<ChosenTargets>,
   cryptoPool: CryptoPool | undefined,
 ) {
-  // Watched from here, so a signal or --max-duration during the start-up
-  // (key derivation, target checks, lock waits, planning) stops it cleanly too.
-  const stop = watchForStop(ctx.logger, settings.maxDurationMs);
-  try {
-    return await withSession(ctx, { ...sessionOptions, stopSignal: stop.signal }, (session, { targets }) =>
-      rotate(ctx, session, argv, targets, settings, stop, cryptoPool),
-    );
-  } catch (err) {
-    if (!isStopDuringStartUp(err, stop.signal)) throw err;
+  return withStoppableSession(
+    ctx,
+    settings.maxDurationMs,
+    sessionOptions,
+    (session, { targets }, stop) => rotate(ctx, session, argv, targets, settings, stop, cryptoPool),
     // The run, if this process was planning it, rolled back; one it was joining stays resumable.
-    ctx.output.result(
-      { status: 'stopped', runId: null },
-      () =>
-        `Stopped during start-up: this process changed no value. Run "${joinCommand(argv.to, { encryptLegacy: argv.encryptLegacy, onError: argv.onError })}" again to rotate.`,
-    );
-    return ExitCode.STOPPED_RESUMABLE;
-  } finally {
-    stop.dispose();
-  }
+    () =>
+      ctx.output.result(
+        { status: 'stopped', runId: null },
+        () =>
+          `Stopped during start-up: this process changed no value. Run "${joinCommand(argv.to, { encryptLegacy: argv.encryptLegacy, onError: argv.onError })}" again to rotate.`,
+      ),
+  );
 }
 
 /** --to names a configured key that is not retired (it may be unregistered yet: rotate registers it). */

@@ -10,8 +10,8 @@ import type { RotationSettings } from '../../rotation/rotate.js';
 import type { ResolvedTarget } from '../../schema/resolveTarget.js';
 import type { CommandContext } from '../context.js';
 import { ExitCode } from '../exitCodes.js';
-import { isStopDuringStartUp, withSession, type ChosenTargets, type Session, type SessionOptions } from '../session.js';
-import { watchForStop } from '../stopRequest.js';
+import type { ChosenTargets, Session, SessionOptions } from '../session.js';
+import { withStoppableSession } from '../stoppableSession.js';
 import type { RotateArgs } from './rotate.js';
 import { formatDryRun } from './rotateReport.js';
 import { createTransform } from './rotateTransform.js';
@@ -25,28 +25,24 @@ type DryRunArgs = Pick<RotateArgs, 'to' | 'batchSize' | 'encryptLegacy'>;
  * partial), or during its start-up. Before, a SIGTERM from a deploy tool
  * killed it (exit 143) and --max-duration was ignored.
  */
-export async function dryRunUntilStopped(
+export function dryRunUntilStopped(
   ctx: CommandContext,
   argv: DryRunArgs,
   settings: RotationSettings,
   sessionOptions: SessionOptions<ChosenTargets>,
   cryptoPool: CryptoPool | undefined,
 ) {
-  const stop = watchForStop(ctx.logger, settings.maxDurationMs);
-  try {
-    return await withSession(ctx, { ...sessionOptions, stopSignal: stop.signal }, (session, { targets }) =>
-      dryRun(ctx, session, argv, targets, cryptoPool, stop.signal),
-    );
-  } catch (err) {
-    if (!isStopDuringStartUp(err, stop.signal)) throw err;
-    ctx.output.result(
-      { dryRun: true, status: 'stopped', targetKey: null, targets: [] },
-      () => 'Dry run stopped during start-up: nothing was read or written. Run it again for the report.',
-    );
-    return ExitCode.STOPPED_RESUMABLE;
-  } finally {
-    stop.dispose();
-  }
+  return withStoppableSession(
+    ctx,
+    settings.maxDurationMs,
+    sessionOptions,
+    (session, { targets }, stop) => dryRun(ctx, session, argv, targets, cryptoPool, stop.signal),
+    () =>
+      ctx.output.result(
+        { dryRun: true, status: 'stopped', targetKey: null, targets: [] },
+        () => 'Dry run stopped during start-up: nothing was read or written. Run it again for the report.',
+      ),
+  );
 }
 
 // Key versions start at 1: a target key not registered yet matches no row.

@@ -7,8 +7,8 @@ import { runVerify, type VerifyOutcome } from '../../verify/verify.js';
 import { ExitCode } from '../exitCodes.js';
 import { formatTable } from '../output.js';
 import { boundedNumberOption, wholeNumberOption } from '../numberOptions.js';
-import { checkChosenTargets, isStopDuringStartUp, withSession, type ChosenTargets, type KeysBeforeWriting, type Session } from '../session.js';
-import { watchForStop } from '../stopRequest.js';
+import { checkChosenTargets, type ChosenTargets, type KeysBeforeWriting, type Session } from '../session.js';
+import { withStoppableSession } from '../stoppableSession.js';
 import type { CommandContext } from '../context.js';
 import type { Wrap } from './index.js';
 
@@ -55,37 +55,30 @@ export function verifyCommand(wrap: Wrap): CommandModule {
       // A cron job's timeout or a Ctrl-C: stop between pages and record the run
       // (with the key-version repairs committed so far, which the retire gate
       // must see) rather than die with them unrecorded.
-      const stop = watchForStop(ctx.logger, undefined);
-      try {
-        // register 'all': a key's version must exist to check hints against it.
-        return await withSession(
-          ctx,
-          {
-            register: 'all',
-            maxConnections: 3,
-            // An unknown --without key, or a target that cannot be verified, exits 2 before any key is registered.
-            checkBeforeWriting: async (pool, config, keys) => {
-              assertWithheldKeysKnown(argv.without ?? [], keys);
-              return checkChosenTargets(argv.target, argv.fixVersions ? 'key-versions' : 'none')(pool, config, keys);
-            },
-            stopSignal: stop.signal,
+      return withStoppableSession(
+        ctx,
+        undefined,
+        {
+          // register 'all': a key's version must exist to check hints against it.
+          register: 'all',
+          maxConnections: 3,
+          // An unknown --without key, or a target that cannot be verified, exits 2 before any key is registered.
+          checkBeforeWriting: async (pool, config, keys) => {
+            assertWithheldKeysKnown(argv.without ?? [], keys);
+            return checkChosenTargets(argv.target, argv.fixVersions ? 'key-versions' : 'none')(pool, config, keys);
           },
-          (session, chosen) => {
-            // From here a stop is taken between pages (runVerify), not by cancelling statements.
-            session.endStartUp();
-            return verify(ctx, session, argv, chosen, stop.signal);
-          },
-        );
-      } catch (err) {
-        if (!isStopDuringStartUp(err, stop.signal)) throw err;
-        ctx.output.result(
-          { status: 'stopped', runId: null },
-          () => 'Stopped before the end of the check: it proves nothing (a scan already under way is recorded as a failed verify run). Run "pg-rekey verify" again.',
-        );
-        return ExitCode.STOPPED_RESUMABLE;
-      } finally {
-        stop.dispose();
-      }
+        },
+        (session, chosen, stop) => {
+          // From here a stop is taken between pages (runVerify), not by cancelling statements.
+          session.endStartUp();
+          return verify(ctx, session, argv, chosen, stop.signal);
+        },
+        () =>
+          ctx.output.result(
+            { status: 'stopped', runId: null },
+            () => 'Stopped before the end of the check: it proves nothing (a scan already under way is recorded as a failed verify run). Run "pg-rekey verify" again.',
+          ),
+      );
     }),
   };
 }
