@@ -2,7 +2,7 @@
  * `keys generate` and `keys check` as a DBA runs them: the built CLI as a
  * subprocess, its stdout, stderr and exit codes, and no secret in any output.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -170,5 +170,29 @@ describe('pg-rekey itself', () => {
     const unknown = await runCli(['rotaet']);
     expect(unknown.code).toBe(2);
     expect((await runCli(['rotate', '--help'])).stdout).toContain('--max-duration');
+  });
+
+  it('keys retire --help names every step after which the rehearsal must be redone, as docs/reference.md does', async () => {
+    // retireGate: a rotation, a promotion, or a verify --fix-versions that repaired hints.
+    const help = (await runCli(['keys', 'retire', '--help'])).stdout.replace(/\s+/g, ' ');
+    expect(help).toContain('passed after the last rotation, promotion or hint repair');
+  });
+
+  it("each command's --help lists the options docs/reference.md gives it, and no other", async () => {
+    const reference = await readFile(new URL('../../docs/reference.md', import.meta.url), 'utf8');
+    const table = reference.split('## Commands')[1]!.split('### `rotate` options')[0]!;
+    const usages = [...table.matchAll(/^\| (`.*?`) \|/gm)].flatMap((row) => [...row[1]!.replaceAll('\\|', '¦').matchAll(/`([^`]+)`/g)].map((m) => m[1]!));
+    const global = new Set(['--help', '--config', '--database-url', '--json', '--log-level', '--version']);
+    const mismatches: string[] = [];
+    for (const usage of usages) {
+      const command = usage.split(' ').filter((w, i, all) => /^[a-z]+$/.test(w) && all.slice(0, i).every((p) => /^[a-z]+$/.test(p)));
+      const documented = new Set(usage.match(/--[a-z][a-z-]*/g) ?? []);
+      const help = (await runCli([...command, '--help'])).stdout;
+      const offered = new Set([...help.matchAll(/^\s+(?:-\w, )?(--[a-z][a-z-]*)/gm)].map((m) => m[1]!).filter((o) => !global.has(o)));
+      for (const o of documented) if (!offered.has(o)) mismatches.push(`${command.join(' ')}: ${o} is documented, not in --help`);
+      for (const o of offered) if (!documented.has(o)) mismatches.push(`${command.join(' ')}: ${o} is in --help, not documented`);
+    }
+    expect(usages.length).toBeGreaterThanOrEqual(14);
+    expect(mismatches).toEqual([]);
   });
 });

@@ -114,7 +114,8 @@ export function addKeyLifecycleCommands(yargs: Argv, wrap: Wrap): Argv {
       command: 'retire <id>',
       describe:
         'Retire a key no row needs any more; refused (exit 1) while any row references it or has an unknown key version, ' +
-        'or until "pg-rekey verify --without <id>" passed after the last rotation or promotion',
+        // retireGate voids a rehearsal on a rotation, a promotion and a verify --fix-versions repair alike.
+        'or until "pg-rekey verify --without <id>" passed after the last rotation, promotion or hint repair',
       builder: (y: Argv) => y.positional('id', { type: 'string', demandOption: true }).option('reason', reason),
       handler: wrap<{ id: string; reason: string | undefined }>(async (ctx, argv) =>
         withSession(ctx, {}, async (session) => {
