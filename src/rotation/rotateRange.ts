@@ -26,7 +26,7 @@ import {
 } from './rangesSql.js';
 import { asBatchRejected } from './rejectedBatch.js';
 import { asTargetChanged } from './targetChanged.js';
-import { withRetry, type RetryPolicy } from './retry.js';
+import { isTransient, withRetry, type RetryPolicy } from './retry.js';
 import type { Throttle } from './throttle.js';
 import { writesOf, type TransformResult } from './transformBatch.js';
 
@@ -137,7 +137,8 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
     try {
       committed = await withRetry(
         () => commitBatch(env, target, asCommitted, batch, result, { checkpoint, keysetDone: keysetDone && !aborted, aborting: aborted, attempts }),
-        env.retry,
+        // No retries once a stop is requested: see below.
+        { ...env.retry, giveUp: env.shouldStop },
       );
     } catch (err) {
       if (err instanceof BatchAlreadyCommitted) {
@@ -147,6 +148,15 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
         state = err.state;
         keysetDone = false;
         continue;
+      }
+      if (env.shouldStop() && isTransient(err)) {
+        // A stop (--max-duration, a signal) came while this batch kept failing
+        // transiently — a row lock an application holds longer than every
+        // lock timeout. The batch rolled back whole; stop at this boundary
+        // (exit 75, resumable) rather than retrying past the deadline and
+        // failing the run (exit 69) as a deploy hook's error.
+        await withRetry(() => env.pool.query(releaseRangeSql(env.schema, range)), env.retry);
+        return 'stopped';
       }
       throw asBatchRejected(err, target, [...batch.values.flat(), ...result.values.flat()]);
     }

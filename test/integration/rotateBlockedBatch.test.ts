@@ -1,0 +1,44 @@
+/**
+ * A batch the application keeps blocked, as a deploy hook sees it: a row lock
+ * held longer than --lock-timeout (retried), or for good (the run must still
+ * stop at --max-duration with exit 75 and resume), and a replica whose replay
+ * is stuck when --max-duration runs out.
+ */
+import { describe, expect, it } from 'vitest';
+import { waitForLockWait } from '../helpers/database.js';
+import { countRewrites, expectAllUnderKey, expectEachRewrittenOnce, expectExit, startCli, useFreshRotations } from '../helpers/rotationFixture.js';
+
+const fresh = useFreshRotations();
+
+const rotatedRows = async (pool: import('pg').Pool) =>
+  (await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM people WHERE email_key_version IS NOT NULL`)).rows[0]!.n;
+
+describe('a batch blocked by a row lock the application never lets go of', () => {
+  it('stops the run at --max-duration with exit 75, writing nothing of that batch, and the next run finishes it', async () => {
+    const ROWS = 600;
+    const { db, ws } = await fresh('lock_forever', ROWS);
+    await countRewrites(db.pool);
+    const holder = await db.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM people WHERE id = 10 FOR UPDATE');
+      // Five lock timeouts of 1.5 s each outlast --max-duration many times over.
+      const cli = await startCli(ws, ['rotate', '--workers', '1', '--batch-size', '500', '--lock-timeout', '1500ms', '--max-duration', '3s', '--json']);
+      await waitForLockWait(db.pool, 'UPDATE %people% AS t SET %', { until: cli.done });
+      const result = await cli.done;
+      expect(result.code, result.stderr).toBe(75);
+      expect(JSON.parse(result.stdout)).toMatchObject({ status: 'stopped' });
+      // The blocked batch (rows 1–500) rolled back: none of its rows moved.
+      expect(await rotatedRows(db.pool)).toBe(0);
+      // Its range was handed back at the stop: the next run need not wait for the lease to expire.
+      const held = await db.pool.query(`SELECT count(*)::int AS n FROM pgrekey.ranges WHERE lease_expires_at > now()`);
+      expect(held.rows[0]).toEqual({ n: 0 });
+      await holder.query('COMMIT');
+    } finally {
+      holder.release();
+    }
+    expectExit(await ws.run(['rotate', '--workers', '1', '--batch-size', '500']), 0);
+    await expectAllUnderKey(db.pool, 'new');
+    await expectEachRewrittenOnce(db.pool, ROWS);
+  }, 120_000);
+});
