@@ -100,11 +100,14 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
   // Re-examinations per row by this worker (a worker taking the range over starts afresh).
   const attempts = new Map<string, number>();
   for (;;) {
+    // Checked after the throttle's wait, which a stop cuts short: a stop while
+    // waiting for a lagging replica (or the rate budget) must not write one
+    // more batch on the way out.
+    await env.throttle.beforeBatch();
     if (env.shouldStop()) {
       await withRetry(() => env.pool.query(releaseRangeSql(env.schema, range)), env.retry);
       return 'stopped';
     }
-    await env.throttle.beforeBatch();
     // A table dropped, renamed or altered by another session fails here or in the UPDATE (asTargetChanged).
     const read = (query: Sql) =>
       withRetry(() => env.pool.query(query), env.retry).catch((err: unknown) => {

@@ -58,6 +58,28 @@ describe.skipIf(process.platform !== 'linux')('rotate --max-replica-lag', () => 
     expect(await expectAllUnderKey(pool, 'new')).toBe(ROWS);
   }, 120_000);
 
+  it('stops at --max-duration while waiting, without writing a batch the lagging replica would have to replay', async () => {
+    await pool.query(`UPDATE people SET email_key_version = NULL`);
+    await servers.onReplica('SELECT pg_wal_replay_pause()');
+    try {
+      for (let i = 0; (await replayLagMs()) < 2000; i++) {
+        expect(i, 'replay_lag never passed 2 s with replay paused').toBeLessThan(100);
+        await pool.query(`CREATE TABLE IF NOT EXISTS wal_noise (n int); INSERT INTO wal_noise VALUES (${i})`);
+        await sleep(200);
+      }
+      const cli = await startCli(ws, ['rotate', '--max-replica-lag', '1s', '--max-duration', '3s', '--workers', '1', '--batch-size', '250', '--json']);
+      await waitForStderr(cli, /lags more than --max-replica-lag: waiting/);
+      const result = await cli.done;
+      expect(result.code, result.stderr).toBe(75);
+      // The replica never caught up: no batch went to the primary after the wait gave up.
+      expect(await rotatedRows()).toBe(0);
+    } finally {
+      await servers.onReplica('SELECT pg_wal_replay_resume()');
+    }
+    expectExit(await ws.run(['rotate', '--max-replica-lag', '1s']), 0);
+    expect(await expectAllUnderKey(pool, 'new')).toBe(ROWS);
+  }, 120_000);
+
   it('refuses a role that cannot read replication lag', async () => {
     const client = await pool.connect();
     try {
