@@ -8,7 +8,6 @@
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import type { Sql } from '../db/sql.js';
 import { withTransaction } from '../db/withTransaction.js';
 import { LeaseLostError, RunConflictError } from '../errors.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
@@ -104,21 +103,16 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
     // waiting for a lagging replica (or the rate budget) must not write one
     // more batch on the way out.
     await env.throttle.beforeBatch();
-    if (env.shouldStop()) {
-      await withRetry(() => env.pool.query(releaseRangeSql(env.schema, range)), env.retry);
-      return 'stopped';
+    if (env.shouldStop()) return handBack(env, range);
+    let reread: ReadBatch;
+    let keyset: ReadBatch;
+    try {
+      ({ reread, keyset } = await withRetry(() => readBatch(env, target, state, keysetDone, range.upperBound), stopAware(env)));
+    } catch (err) {
+      if (env.shouldStop() && isTransient(err)) return handBack(env, range);
+      // A table dropped, renamed or altered by another session fails here or in the UPDATE.
+      throw asTargetChanged(err, target);
     }
-    // A table dropped, renamed or altered by another session fails here or in the UPDATE (asTargetChanged).
-    const read = (query: Sql) =>
-      withRetry(() => env.pool.query(query), env.retry).catch((err: unknown) => {
-        throw asTargetChanged(err, target);
-      });
-    const reread: ReadBatch = state.recheck.length > 0
-      ? toReadBatch(target, (await read(selectRowsByKeySql(target, state.recheck))).rows, true)
-      : toReadBatch(target, []);
-    const keyset: ReadBatch = keysetDone
-      ? toReadBatch(target, [])
-      : toReadBatch(target, (await read(selectBatchSql(target, { after: state.after, upTo: range.upperBound }, env.targetVersion, env.batchSize))).rows);
     keysetDone ||= batchLength(keyset) < env.batchSize;
     let batch = concatBatches(reread, keyset);
     let result = await env.transform(target, batch);
@@ -140,8 +134,7 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
     try {
       committed = await withRetry(
         () => commitBatch(env, target, asCommitted, batch, result, { checkpoint, keysetDone: keysetDone && !aborted, aborting: aborted, attempts }),
-        // No retries once a stop is requested: see below.
-        { ...env.retry, giveUp: env.shouldStop },
+        stopAware(env),
       );
     } catch (err) {
       if (err instanceof BatchAlreadyCommitted) {
@@ -152,15 +145,8 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
         keysetDone = false;
         continue;
       }
-      if (env.shouldStop() && isTransient(err)) {
-        // A stop (--max-duration, a signal) came while this batch kept failing
-        // transiently — a row lock an application holds longer than every
-        // lock timeout. The batch rolled back whole; stop at this boundary
-        // (exit 75, resumable) rather than retrying past the deadline and
-        // failing the run (exit 69) as a deploy hook's error.
-        await withRetry(() => env.pool.query(releaseRangeSql(env.schema, range)), env.retry);
-        return 'stopped';
-      }
+      // The batch rolled back whole: a stop that came while it kept failing is taken here (see stopAware).
+      if (env.shouldStop() && isTransient(err)) return handBack(env, range);
       throw asBatchRejected(err, target, [...batch.values.flat(), ...result.values.flat()]);
     }
     for (const key of committed.recheck) attempts.set(keyId(key), (attempts.get(keyId(key)) ?? 0) + 1);
@@ -175,6 +161,51 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
     }
     if (committed.done) return 'done';
   }
+}
+
+/**
+ * The batch's retry policy: no more retries once a stop is requested. A stop
+ * (--max-duration, a signal) that comes while a batch keeps failing
+ * transiently — a row or table lock an application holds longer than every
+ * lock timeout — is taken at this boundary (exit 75, resumable) instead of
+ * retrying past the deadline and failing the run (exit 69) in a deploy hook.
+ */
+function stopAware(env: RangeWorkerEnv): RetryPolicy {
+  return { ...env.retry, giveUp: env.shouldStop };
+}
+
+/** Hands the range back at a stop, so the next worker need not wait for its lease to expire. */
+async function handBack(env: RangeWorkerEnv, range: ClaimedRange): Promise<'stopped'> {
+  await withRetry(() => env.pool.query(releaseRangeSql(env.schema, range)), env.retry);
+  return 'stopped';
+}
+
+/**
+ * Reads a batch: the rows waiting to be read again, then the next keyset rows.
+ * In a read-only transaction under the batch's lock and statement timeouts,
+ * like its write: a bare read queued behind an application's ACCESS EXCLUSIVE
+ * lock (a migration's ALTER TABLE) waited with no limit, and held the run past
+ * --max-duration for as long as the lock lasted.
+ */
+function readBatch(
+  env: RangeWorkerEnv,
+  target: ResolvedTarget,
+  state: RangeState,
+  keysetDone: boolean,
+  upTo: RowKey | null,
+): Promise<{ reread: ReadBatch; keyset: ReadBatch }> {
+  return withTransaction(
+    env.pool,
+    async (client) => ({
+      reread: state.recheck.length > 0
+        ? toReadBatch(target, (await client.query(selectRowsByKeySql(target, state.recheck))).rows, true)
+        : toReadBatch(target, []),
+      keyset: keysetDone
+        ? toReadBatch(target, [])
+        : toReadBatch(target, (await client.query(selectBatchSql(target, { after: state.after, upTo }, env.targetVersion, env.batchSize))).rows),
+    }),
+    { readOnly: true, lockTimeoutMs: env.lockTimeoutMs, statementTimeoutMs: env.statementTimeoutMs },
+  );
 }
 
 /** Splits the rows (batch indexes) that lost the race into those to read again and those given up (left for the next run). */

@@ -42,3 +42,28 @@ describe('a batch blocked by a row lock the application never lets go of', () =>
     await expectEachRewrittenOnce(db.pool, ROWS);
   }, 120_000);
 });
+
+describe('a batch whose read waits for a table lock (an application migration holding ACCESS EXCLUSIVE)', () => {
+  it('gives up after --lock-timeout like a write, so --max-duration still stops the run with exit 75', async () => {
+    const ROWS = 600;
+    const { db, ws } = await fresh('read_blocked', ROWS);
+    const holder = await db.pool.connect();
+    const cli = await startCli(ws, ['rotate', '--workers', '1', '--batch-size', '100', '--pause-ms', '1000', '--lock-timeout', '1s', '--max-duration', '4s', '--json']);
+    try {
+      // Once the first batch is in, the "migration" takes the table between two batches.
+      while ((await rotatedRows(db.pool)) === 0) await new Promise((r) => setTimeout(r, 50));
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE people IN ACCESS EXCLUSIVE MODE');
+      await waitForLockWait(db.pool, '%FROM %people%', { until: cli.done });
+      const result = await cli.done;
+      expect(result.code, result.stderr).toBe(75);
+      await holder.query('COMMIT');
+    } finally {
+      cli.child.kill('SIGKILL');
+      await holder.query('ROLLBACK').catch(() => undefined);
+      holder.release();
+    }
+    expectExit(await ws.run(['rotate']), 0);
+    await expectAllUnderKey(db.pool, 'new');
+  }, 60_000);
+});
