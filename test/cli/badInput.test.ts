@@ -83,6 +83,16 @@ describe('bad input exits 2 and writes nothing', () => {
     await expectRefused(['rotate', '--workers', '2', '--workers', '3'], /--workers is given more than once/);
   });
 
+  it('rotate durations beyond what the server takes are refused before a run is started', async () => {
+    // PostgreSQL takes lock_timeout and statement_timeout up to 2147483647 ms; past that the
+    // first batch failed as an "internal error" (exit 70), the run just planned left open.
+    for (const flag of ['--lock-timeout', '--statement-timeout', '--lease']) {
+      const result = await expectRefused(['rotate', flag, '1000h'], new RegExp(`${flag} 1000h: at most 2147483647 ms`));
+      expect(result.stderr).not.toMatch(/internal error/);
+    }
+    await expectRefused(['rotate', '--lease', '99999999999999h'], /--lease 99999999999999h: at most/);
+  });
+
   it('a config naming one table in two targets, spelt two ways, is refused', async () => {
     const config = JSON.parse(await readFile(path.join(ws.dir, 'pg-rekey.config.json'), 'utf8'));
     config.targets = [

@@ -52,6 +52,25 @@ export interface RotateArgs {
 /** The shortest --lease accepted: below it a range would change hands at nearly every batch. */
 const MIN_LEASE_MS = 1000;
 
+/**
+ * The longest --lock-timeout, --statement-timeout and --lease accepted: the
+ * largest lock_timeout and statement_timeout PostgreSQL takes (INT_MAX ms,
+ * about 24.8 days). Longer ones failed the first batch as an internal error
+ * (exit 70), the run just planned left open; a longer lease (past the range of
+ * an interval) failed the first claim the same way, and one of weeks would keep
+ * a dead worker's range from the others for as long.
+ */
+const MAX_DURATION_MS = 2 ** 31 - 1;
+
+/** A duration flag of at most MAX_DURATION_MS; a UsageError naming the flag otherwise. */
+function boundedDuration(text: string, flag: string): number {
+  const ms = parseDuration(text, flag);
+  if (ms > MAX_DURATION_MS) {
+    throw new UsageError(`--${flag} ${text}: at most ${MAX_DURATION_MS} ms (about 24 days), the longest PostgreSQL takes for a timeout`);
+  }
+  return ms;
+}
+
 /** `pg-rekey rotate`: re-encrypt every target value not yet under the target key. */
 export function rotateCommand(wrap: Wrap): CommandModule {
   return {
@@ -169,9 +188,9 @@ function settingsFrom(argv: RotateArgs): RotationSettings {
   const settings: RotationSettings = {
     batchSize: argv.batchSize,
     workers: argv.workers,
-    leaseMs: parseDuration(argv.lease, 'lease'),
-    lockTimeoutMs: parseDuration(argv.lockTimeout, 'lock-timeout'),
-    statementTimeoutMs: parseDuration(argv.statementTimeout, 'statement-timeout'),
+    leaseMs: boundedDuration(argv.lease, 'lease'),
+    lockTimeoutMs: boundedDuration(argv.lockTimeout, 'lock-timeout'),
+    statementTimeoutMs: boundedDuration(argv.statementTimeout, 'statement-timeout'),
     onError: argv.onError,
     maxDurationMs: argv.maxDuration === undefined ? undefined : parseDuration(argv.maxDuration, 'max-duration'),
     maxRate: argv.maxRate,
