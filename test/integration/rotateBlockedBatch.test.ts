@@ -67,3 +67,21 @@ describe('a batch whose read waits for a table lock (an application migration ho
     await expectAllUnderKey(db.pool, 'new');
   }, 60_000);
 });
+
+describe('--statement-timeout shorter than every batch needs', () => {
+  it('retries a few times, then exits 69 naming the timeout, nothing of the batch written and the run resumable', async () => {
+    const { db, ws } = await fresh('statement_timeout', 200);
+    // An application trigger that makes every update slow: no batch can finish in 300 ms.
+    await db.pool.query(`
+      CREATE FUNCTION slow_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$;
+      CREATE TRIGGER slow_update BEFORE UPDATE ON people FOR EACH ROW EXECUTE FUNCTION slow_update();`);
+    const result = await ws.run(['rotate', '--workers', '1', '--statement-timeout', '300ms', '--log-level', 'warn']);
+    expectExit(result, 69);
+    expect(result.stderr).toMatch(/statement_timeout/);
+    expect(result.stderr.match(/"sqlstate":"57014".*transient database error, retrying/g)).toHaveLength(4);
+    expect(await rotatedRows(db.pool)).toBe(0);
+    await db.pool.query('DROP TRIGGER slow_update ON people');
+    expectExit(await ws.run(['rotate']), 0);
+    await expectAllUnderKey(db.pool, 'new');
+  }, 60_000);
+});
