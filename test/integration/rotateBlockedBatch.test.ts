@@ -85,3 +85,34 @@ describe('--statement-timeout shorter than every batch needs', () => {
     await expectAllUnderKey(db.pool, 'new');
   }, 60_000);
 });
+
+describe('a batch deadlocked with an application transaction', () => {
+  it('is the victim, retried after the application commits: nothing lost, each value rewritten once', async () => {
+    const ROWS = 600;
+    const { db, ws } = await fresh('deadlock', ROWS);
+    await countRewrites(db.pool);
+    const app = await db.pool.connect();
+    try {
+      // The application's deadlock check waits longest, so the rotator's batch is the one the server aborts.
+      await app.query(`SET deadlock_timeout = '30s'`);
+      await app.query('BEGIN');
+      await app.query(`UPDATE people SET name = 'app' WHERE id = 300`);
+      const cli = await startCli(ws, ['rotate', '--workers', '1', '--batch-size', '500', '--log-level', 'warn', '--json']);
+      // The batch has locked rows 1–299 and waits for row 300; the application now wants row 5.
+      await waitForLockWait(db.pool, 'UPDATE %people% AS t SET %', { until: cli.done });
+      await app.query(`UPDATE people SET name = 'app' WHERE id = 5`);
+      await app.query('COMMIT');
+      const result = await cli.done;
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stderr).toMatch(/"sqlstate":"40P01".*transient database error, retrying/);
+      expect(JSON.parse(result.stdout)).toMatchObject({ status: 'succeeded', changed: ROWS, conflicted: 0 });
+    } finally {
+      await app.query('ROLLBACK').catch(() => undefined);
+      app.release();
+    }
+    const names = await db.pool.query(`SELECT id::int FROM people WHERE name = 'app' ORDER BY id`);
+    expect(names.rows).toEqual([{ id: 5 }, { id: 300 }]);
+    await expectAllUnderKey(db.pool, 'new');
+    await expectEachRewrittenOnce(db.pool, ROWS);
+  }, 60_000);
+});
