@@ -584,3 +584,36 @@ describe('more workers than ranges (--workers above the number of ranges)', () =
     }
   }, 120_000);
 });
+
+describe('a batch blocked by an application row lock for longer than its lease', () => {
+  it('is fenced when it finally commits after another process took its range over: each value rotated once, counted once', async () => {
+    const { db, transform, startRun, rotation } = await rotationOf('lease_expires_blocked', 300);
+    await countRewrites(db.pool);
+    const run = await startRun();
+    const app = await db.pool.connect();
+    const poolB = createPool(db.url, { max: 4 });
+    try {
+      await app.query('BEGIN');
+      await app.query('SELECT 1 FROM people WHERE id = 50 FOR UPDATE');
+      // A waits with no lock timeout, its lease of 1 s running out; B takes the range over and waits behind A.
+      const a = runRotation({ pool: db.pool, ...rotation, runId: run.id, transform, settings: settings({ lockTimeoutMs: 0, leaseMs: 1000 }), owner: 'A' });
+      await waitForLockWait(db.pool, 'UPDATE %people% AS t SET %', { until: a });
+      const b = runRotation({ pool: poolB, ...rotation, runId: run.id, transform, settings: settings({ lockTimeoutMs: 0 }), owner: 'B' });
+      await waitForLockWait(db.pool, 'UPDATE %people% AS t SET %', { sessions: 2, until: b });
+      await app.query('COMMIT');
+      const [outcomeA, outcomeB] = await Promise.all([a, b]);
+      // A's late batch was refused (its lease token was replaced): B did every row.
+      expect(outcomeA.changedHere).toBe(0);
+      expect(outcomeB).toMatchObject({ changedHere: 300, examined: 300, changed: 300, conflicted: 0 });
+      expect([outcomeA.status, outcomeB.status]).toContain('succeeded');
+    } finally {
+      await app.query('ROLLBACK').catch(() => undefined);
+      app.release();
+      await poolB.end();
+    }
+    await expectAllUnderKey(db.pool, 'new');
+    await expectEachRewrittenOnce(db.pool, 300);
+    const range = await db.pool.query(`SELECT status, rows_examined::int AS examined, rows_changed::int AS changed FROM pgrekey.ranges WHERE run_id = $1`, [run.id]);
+    expect(range.rows).toEqual([{ status: 'done', examined: 300, changed: 300 }]);
+  }, 120_000);
+});
