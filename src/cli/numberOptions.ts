@@ -8,11 +8,12 @@ import { UsageError } from '../errors.js';
  * bad value is a usage error (exit 2) before anything is opened.
  */
 
-/** Checks a whole-number flag value: an integer of at least `min`; names the flag on error. */
-export function parseWholeNumber(flag: string, value: unknown, min: number): number {
+/** Checks a whole-number flag value: an integer of at least `min` (and at most `max`, if given); names the flag on error. */
+export function parseWholeNumber(flag: string, value: unknown, min: number, max?: number): number {
   if (Array.isArray(value)) throw new UsageError(`--${flag} is given more than once — give it once`);
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
-    throw new UsageError(`--${flag} takes a whole number of at least ${min}${describeGot(value)}, e.g. --${flag} ${Math.max(min, 1)}`);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || (max !== undefined && value > max)) {
+    const range = max === undefined ? `at least ${min}` : `at least ${min} and at most ${max}`;
+    throw new UsageError(`--${flag} takes a whole number of ${range}${describeGot(value)}, e.g. --${flag} ${Math.max(min, 1)}`);
   }
   return value;
 }
@@ -27,6 +28,8 @@ function describeGot(value: unknown): string {
 export interface WholeNumberOptionSpec {
   /** The smallest accepted value (0 or 1 in practice). */
   min: number;
+  /** The largest accepted value, if there is one. */
+  max?: number;
   describe: string;
   default?: number;
 }
@@ -42,7 +45,7 @@ export function wholeNumberOption(flag: string, spec: WholeNumberOptionSpec) {
     requiresArg: true,
     describe: spec.describe,
     ...(spec.default !== undefined ? { default: spec.default } : {}),
-    coerce: (value: unknown) => parseWholeNumber(flag, value, spec.min),
+    coerce: (value: unknown) => parseWholeNumber(flag, value, spec.min, spec.max),
   };
 }
 

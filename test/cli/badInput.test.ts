@@ -55,6 +55,8 @@ describe('bad input exits 2 and writes nothing', () => {
     const cases: [string[], string][] = [
       [['rotate', '--workers', 'abc'], '--workers'],
       [['rotate', '--workers', '0'], '--workers'],
+      // Each worker is a connection, and no server takes more than 262143: a typo must not exhaust the memory.
+      [['rotate', '--workers', '1000000000'], '--workers takes a whole number of at least 1 and at most 262143'],
       [['rotate', '--batch-size', 'abc'], '--batch-size'],
       [['rotate', '--batch-size', '1.5'], '--batch-size'],
       [['rotate', '--crypto-threads', 'abc'], '--crypto-threads'],

@@ -49,6 +49,15 @@ export interface RotateArgs {
   abandonOpenRun: boolean;
 }
 
+/**
+ * The most --workers accepted: each worker holds a connection of its own, and
+ * no PostgreSQL server takes more than 262143 (max_connections' limit). Above
+ * it the server can only refuse them (exit 69); far above it (--workers
+ * 1000000000, a typo) the process ran out of memory starting them, after the
+ * run was planned.
+ */
+const MAX_WORKERS = 262_143;
+
 /** The shortest --lease accepted: below it a range would change hands at nearly every batch. */
 const MIN_LEASE_MS = 1000;
 
@@ -81,7 +90,7 @@ export function rotateCommand(wrap: Wrap): CommandModule {
         .option('to', { type: 'string', coerce: givenOnce('to'), describe: 'Target key id (default: the registry\'s primary key)' })
         .option('target', { type: 'string', array: true, describe: 'Limit to table.column (repeatable), e.g. people.email' })
         .option('batch-size', wholeNumberOption('batch-size', { min: 1, default: 1000, describe: 'Rows per batch (one transaction each)' }))
-        .option('workers', wholeNumberOption('workers', { min: 1, default: 3, describe: 'Concurrent range workers in this process' }))
+        .option('workers', wholeNumberOption('workers', { min: 1, max: MAX_WORKERS, default: 3, describe: 'Concurrent range workers in this process (each with a connection of its own)' }))
         .option(
           'crypto-threads',
           wholeNumberOption('crypto-threads', { min: 0, default: defaultCryptoThreads(), describe: 'Worker threads for decrypt + encrypt (0: on the main thread)' }),
