@@ -69,7 +69,9 @@ export interface RangeAdvance {
 
 /**
  * Advances a range's checkpoint, rows to re-read and counters, and renews its
- * lease — only if the caller still holds the lease and the range has exactly
+ * lease from this moment (clock_timestamp(): now() is when the batch's
+ * transaction began, and one that waited on a row lock longer than the lease
+ * renewed it into the past, leaving the range free for the taking) — only if the caller still holds the lease and the range has exactly
  * `batchesCommitted` batches (so a batch retried after its commit went through
  * cannot apply twice). Run inside the batch's transaction: zero rows updated
  * means the caller must roll back (see {@link selectRangeFenceSql}).
@@ -91,7 +93,7 @@ export function advanceCheckpointSql(
             changed_by_source = ${quoteIdent(schema)}.add_counts(changed_by_source, $11::jsonb),
             status = CASE WHEN $12 THEN 'done' ELSE status END,
             lease_owner = CASE WHEN $12 THEN NULL ELSE lease_owner END,
-            lease_expires_at = CASE WHEN $12 THEN NULL ELSE now() + $13 * interval '1 millisecond' END,
+            lease_expires_at = CASE WHEN $12 THEN NULL ELSE clock_timestamp() + $13 * interval '1 millisecond' END,
             updated_at = now()
       WHERE id = $1 AND lease_token = $2::uuid AND batches_committed = $3
       RETURNING id`,

@@ -617,3 +617,43 @@ describe('a batch blocked by an application row lock for longer than its lease',
     expect(range.rows).toEqual([{ status: 'done', examined: 300, changed: 300 }]);
   }, 120_000);
 });
+
+describe('a batch that waited on a row lock for longer than the lease', () => {
+  it('renews the lease from its commit, not from when it began: the range is not free for the taking right after', async () => {
+    const { db, transform, startRun, rotation } = await rotationOf('lease_from_commit', 300);
+    const run = await startRun();
+    const app = await db.pool.connect();
+    let liveAfterFirstBatch: boolean | undefined;
+    let calls = 0;
+    const watching: BatchTransformer = async (t, batch) => {
+      // Called for the second batch once the first has committed: how the first left the lease.
+      if (++calls === 2) {
+        const { rows } = await db.pool.query<{ live: boolean }>(
+          `SELECT lease_expires_at > clock_timestamp() AS live FROM pgrekey.ranges WHERE run_id = $1`,
+          [run.id],
+        );
+        liveAfterFirstBatch = rows[0]!.live;
+      }
+      return transform(t, batch);
+    };
+    try {
+      await app.query('BEGIN');
+      await app.query('SELECT 1 FROM people WHERE id = 50 FOR UPDATE');
+      const rotating = runRotation({
+        pool: db.pool, ...rotation, runId: run.id, transform: watching, settings: settings({ lockTimeoutMs: 0, leaseMs: 2000 }), owner: 'A',
+      });
+      await waitForLockWait(db.pool, 'UPDATE %people% AS t SET %', { until: rotating });
+      // Hold the row until the blocked batch's transaction is older than its lease.
+      const blockedFor = `SELECT count(*)::int AS n FROM pg_stat_activity
+                           WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE 'UPDATE %people% AS t SET %'
+                             AND clock_timestamp() - xact_start > interval '3 seconds'`;
+      while ((await db.pool.query<{ n: number }>(blockedFor)).rows[0]!.n === 0) await new Promise((r) => setTimeout(r, 100));
+      await app.query('COMMIT');
+      expect(await rotating).toMatchObject({ status: 'succeeded', changed: 300 });
+    } finally {
+      await app.query('ROLLBACK').catch(() => undefined);
+      app.release();
+    }
+    expect(liveAfterFirstBatch).toBe(true);
+  }, 120_000);
+});
