@@ -133,3 +133,19 @@ export async function waitForLockWait(
     await sleep(50);
   }
 }
+
+/**
+ * A checksum of the people table and of every pg-rekey table (keys, runs,
+ * ranges, failures), to prove a command wrote nothing: compare it before and after.
+ */
+export async function checksumOfPeopleAndRegistry(pool: pg.Pool): Promise<string> {
+  const { rows } = await pool.query<{ sum: string }>(
+    `SELECT md5(
+       (SELECT string_agg(p::text, '|' ORDER BY id) FROM people p) ||
+       (SELECT coalesce(string_agg(r::text, '|' ORDER BY id), '') FROM pgrekey.runs r) ||
+       (SELECT coalesce(string_agg(r::text, '|' ORDER BY id), '') FROM pgrekey.ranges r) ||
+       (SELECT coalesce(string_agg(f::text, '|' ORDER BY id), '') FROM pgrekey.failures f) ||
+       (SELECT coalesce(string_agg(k::text, '|' ORDER BY version), '') FROM pgrekey.keys k)) AS sum`,
+  );
+  return rows[0]!.sum;
+}

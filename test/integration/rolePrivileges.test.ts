@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { useTestDatabase } from '../helpers/database.js';
+import { checksumOfPeopleAndRegistry, useTestDatabase } from '../helpers/database.js';
 import { expectAllUnderKey, expectExit, prepareRotation, type RotationWorkspace } from '../helpers/rotationFixture.js';
 
 const db = useTestDatabase('role_privileges');
@@ -17,16 +17,7 @@ const ROWS = 300;
 const role = `rekey_${randomBytes(4).toString('hex')}`;
 let env: Record<string, string>;
 
-/** A checksum of people and of pg-rekey's runs (key registrations included), ranges and failures, to prove "nothing written". */
-async function checksum(): Promise<string> {
-  const { rows } = await db.current.pool.query<{ sum: string }>(
-    `SELECT md5((SELECT string_agg(p::text, '|' ORDER BY id) FROM people p) ||
-                (SELECT coalesce(string_agg(r::text, '|' ORDER BY id), '') FROM pgrekey.runs r) ||
-                (SELECT coalesce(string_agg(r::text, '|' ORDER BY id), '') FROM pgrekey.ranges r) ||
-                (SELECT coalesce(string_agg(f::text, '|' ORDER BY id), '') FROM pgrekey.failures f)) AS sum`,
-  );
-  return rows[0]!.sum;
-}
+const checksum = () => checksumOfPeopleAndRegistry(db.current.pool);
 
 beforeAll(async () => {
   ws = await prepareRotation(db.current.pool, db.current.url, ROWS);

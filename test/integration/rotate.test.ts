@@ -1,23 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { useTestDatabase } from '../helpers/database.js';
+import { checksumOfPeopleAndRegistry, useTestDatabase } from '../helpers/database.js';
 import { expectAllUnderKey, expectExit, plaintextsOf, prepareRotation, type RotationWorkspace } from '../helpers/rotationFixture.js';
 
 const db = useTestDatabase('rotate');
 let ws: RotationWorkspace;
 const ROWS = 3000;
 
-/** A checksum of the people table and of every pg_rekey table, to prove "nothing written". */
-async function checksum(): Promise<string> {
-  const { rows } = await db.current.pool.query<{ sum: string }>(
-    `SELECT md5(
-       (SELECT string_agg(p::text, '|' ORDER BY id) FROM people p) ||
-       (SELECT coalesce(string_agg(r::text, '|' ORDER BY id), '') FROM pgrekey.runs r) ||
-       (SELECT coalesce(string_agg(r::text, '|' ORDER BY id), '') FROM pgrekey.ranges r) ||
-       (SELECT coalesce(string_agg(f::text, '|' ORDER BY id), '') FROM pgrekey.failures f) ||
-       (SELECT coalesce(string_agg(k::text, '|' ORDER BY version), '') FROM pgrekey.keys k)) AS sum`,
-  );
-  return rows[0]!.sum;
-}
+const checksum = () => checksumOfPeopleAndRegistry(db.current.pool);
 
 describe('rotate', () => {
   beforeAll(async () => {
