@@ -32,13 +32,13 @@ afterAll(async () => {
 });
 
 /** Runs the CLI with a pseudo-terminal as stdin/stdout/stderr; resolves with everything it drew. */
-function runOnTerminal(args: string[]): Promise<{ code: number | null; screen: string }> {
+function runOnTerminal(args: string[], term = 'xterm'): Promise<{ code: number | null; screen: string }> {
   const command = [process.execPath, CLI_PATH, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
   return new Promise((resolve, reject) => {
     // -q no banner, -e the command's exit code, -f flush as it draws, -c the command; the typescript goes nowhere.
     const child = spawn('script', ['-qefc', command, '/dev/null'], {
       cwd: ws.dir,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, TERM: 'xterm', COLUMNS: '120', ...ws.env },
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, TERM: term, COLUMNS: '120', ...ws.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let screen = '';
@@ -59,5 +59,15 @@ describe.skipIf(!hasScript)('rotate on a terminal', () => {
     expect(screen).toMatch(/public\.people \|█+\| (\d+)\/\1 rows/);
     expect(screen).not.toMatch(/"msg":"progress"/);
     expect(await expectAllUnderKey(db.current.pool, 'new')).toBe(ROWS);
+  }, 120_000);
+
+  it('writes log lines, not a bar, on a terminal that cannot draw (TERM=dumb)', async () => {
+    // Rotated to the new key by the test above: back to the old one and a run of its own.
+    const { code, screen } = await runOnTerminal(['rotate', '--to', 'old', '--batch-size', '250', '--reason', 'dumb terminal'], 'dumb');
+    expect(code, screen).toBe(0);
+    expect(screen).not.toMatch(/\x1b\[/);
+    expect(screen).not.toMatch(/[█░]/);
+    expect(screen).toMatch(/"msg":"progress"/);
+    expect(await expectAllUnderKey(db.current.pool, 'old')).toBe(ROWS);
   }, 120_000);
 });

@@ -23,6 +23,7 @@ import { parseDuration } from '../parseDuration.js';
 import { createProgressReporter } from '../progressReporter.js';
 import type { StopRequest } from '../stopRequest.js';
 import { withStoppableSession } from '../stoppableSession.js';
+import { canDrawOn } from '../terminal.js';
 import { checkChosenTargets, type KeysBeforeWriting, type ChosenTargets, type Session, type SessionOptions } from '../session.js';
 import type { CommandContext } from '../context.js';
 import type { Wrap } from './index.js';
@@ -311,7 +312,7 @@ async function rotateWith(
   const ranges = (await pool.query<{ target: string; estimatedRows: number; examined: number }>(selectRangesSql(schema, run.id))).rows;
   const totals: Record<string, number> = {};
   for (const r of ranges) totals[r.target] = (totals[r.target] ?? 0) + Math.max(0, r.estimatedRows - r.examined);
-  const progress = createProgressReporter({ totals, logger: ctx.logger, tty: process.stderr.isTTY === true, enabled: true });
+  const progress = createProgressReporter({ totals, logger: ctx.logger, tty: canDrawOn(process.stderr), enabled: true });
   let outcome: RotationOutcome;
   try {
     outcome = await runRotation({

@@ -5,6 +5,7 @@ import { ExitCode } from '../exitCodes.js';
 import { formatTable } from '../output.js';
 import { wholeNumberOption } from '../numberOptions.js';
 import { withSession } from '../session.js';
+import { canDrawOn } from '../terminal.js';
 import type { Wrap } from './index.js';
 
 interface StatusArgs {
@@ -30,7 +31,7 @@ export function statusCommand(wrap: Wrap): CommandModule {
             ctx.output.result({ run: null }, () => 'No rotation has run yet.');
             return ExitCode.OK;
           }
-          if (argv.watch && !ctx.output.json && process.stdout.isTTY) process.stdout.write('\x1b[2J\x1b[H');
+          if (argv.watch && !ctx.output.json && canDrawOn(process.stdout)) process.stdout.write('\x1b[2J\x1b[H');
           ctx.output.result(status, () => formatStatus(status));
           if (!argv.watch || (status.status !== 'running' && status.status !== 'stopped')) return ExitCode.OK;
           // A worker between two ranges briefly holds no lease: only a run seen
