@@ -85,6 +85,29 @@ export function selectBatchSql(
 }
 
 /**
+ * The value bytes of the next `limit` rows of a range in key order (rows done
+ * or not): what sizes a range's first read (see batchBudget.ts). octet_length
+ * reads a TOASTed value's length from its header, without fetching the value,
+ * so the probe costs a few index tuples whatever the values' size.
+ */
+export function selectValueBytesSql(target: ResolvedTarget, range: { after: RowKey | null; upTo: RowKey | null }, limit: number): Sql {
+  const values: unknown[] = [];
+  const where: string[] = [];
+  if (range.after) where.push(`${keyTuple(target)} > ${keyParams(target, range.after, values)}`);
+  if (range.upTo) where.push(`${keyTuple(target)} <= ${keyParams(target, range.upTo, values)}`);
+  values.push(limit);
+  const bytes = target.columns.map((c) => `coalesce(pg_catalog.octet_length(t.${quoteIdent(c.name)}), 0)`).join(' + ');
+  const order = target.key.map((k) => `t.${quoteIdent(k.name)}`).join(', ');
+  return sql(
+    `SELECT pg_catalog.count(*)::int AS rows, coalesce(pg_catalog.sum(b), 0)::float8 AS bytes FROM (
+       SELECT ${bytes} AS b FROM ${tableOf(target)} AS t
+        ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+        ORDER BY ${order} LIMIT $${values.length}) AS s`,
+    values,
+  );
+}
+
+/**
  * Re-reads specific rows (those that lost a compare-and-swap) by key.
  *
  * Each array is unnested by pg_catalog.unnest, named: an unqualified

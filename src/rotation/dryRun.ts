@@ -5,8 +5,9 @@
 import type pg from 'pg';
 
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
-import { countAlreadyDoneSql, selectBatchSql, type RowKey } from './batchSql.js';
-import { batchLength, rowKeyAt, toReadBatch } from './readRows.js';
+import { BatchBudget, DEFAULT_BATCH_MAX_BYTES, PROBE_ROWS } from './batchBudget.js';
+import { countAlreadyDoneSql, selectBatchSql, selectValueBytesSql, type RowKey } from './batchSql.js';
+import { batchLength, rowKeyAt, sliceBatch, toReadBatch } from './readRows.js';
 import type { BatchTransformer } from './rotateRange.js';
 import type { RotateFailureReason } from './transformBatch.js';
 
@@ -37,7 +38,9 @@ const MAX_LISTED_FAILURES = 100;
 
 /**
  * Scans one target in key order, batch by batch (no long snapshot), and
- * reports. An aborted `stop` ends the scan between batches, as it ends a rotation.
+ * reports. Its batches are sized as a rotation's, under the same byte budget
+ * (batchBudget.ts). An aborted `stop` ends the scan between batches, as it
+ * ends a rotation.
  */
 export async function dryRunTarget(
   pool: pg.Pool,
@@ -46,6 +49,7 @@ export async function dryRunTarget(
   batchSize: number,
   transform: BatchTransformer,
   stop?: AbortSignal,
+  batchMaxBytes = DEFAULT_BATCH_MAX_BYTES,
 ): Promise<DryRunTargetReport> {
   const report: DryRunTargetReport = {
     target: target.name,
@@ -58,13 +62,22 @@ export async function dryRunTarget(
     failures: [],
   };
   let after: RowKey | null = null;
+  const budget = new BatchBudget(batchSize, batchMaxBytes);
+  const nothingTaken = { rows: 0, bytes: 0 };
   for (;;) {
     if (stop?.aborted) {
       report.complete = false;
       return report;
     }
-    const read = await pool.query<Record<string, unknown>>(selectBatchSql(target, { after, upTo: null }, targetVersion, batchSize));
-    const batch = toReadBatch(target, read.rows);
+    if (!budget.sized) {
+      const probe = (await pool.query<{ rows: number; bytes: number }>(selectValueBytesSql(target, { after, upTo: null }, PROBE_ROWS))).rows[0]!;
+      budget.learn(probe.rows, probe.bytes);
+    }
+    const limit = budget.nextLimit(nothingTaken);
+    const read = toReadBatch(target, (await pool.query<Record<string, unknown>>(selectBatchSql(target, { after, upTo: null }, targetVersion, limit))).rows);
+    // Rows past the budget are left to the next batch (read again there).
+    const keep = budget.fit(read, nothingTaken);
+    const batch = keep < batchLength(read) ? sliceBatch(read, keep) : read;
     const result = await transform(target, batch);
     report.examined += batchLength(batch);
     report.skipped += result.skipped;
@@ -86,7 +99,9 @@ export async function dryRunTarget(
         report.failures.push({ column, rowKey: Object.fromEntries(target.key.map((k, i) => [k.name, key[i]!])), reason: f.reason });
       }
     }
-    if (batchLength(batch) < batchSize) {
+    // Fewer rows than asked for, none cut: the scan is at the end (the LIMIT
+    // varies with the values' size, so only its own says so, not batchSize).
+    if (batchLength(read) < limit && keep === batchLength(read)) {
       // The scan skipped the rows with nothing left to do: their values are already done too.
       report.alreadyDone = (await pool.query<{ alreadyDone: number }>(countAlreadyDoneSql(target, targetVersion))).rows[0]!.alreadyDone;
       return report;

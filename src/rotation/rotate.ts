@@ -9,6 +9,7 @@ import { quoteIdent } from '../db/quote.js';
 import { LeaseLostError } from '../errors.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
 import { abortRunSql, claimRangeSql, finishRunSql, releaseRangeSql, selectRangesSql, selectRunProgressSql, type BatchCounts, type ClaimedRange } from './rangesSql.js';
+import { DEFAULT_BATCH_MAX_BYTES } from './batchBudget.js';
 import { DEFAULT_RETRY, withRetry } from './retry.js';
 import { rotateRange, type BatchProgress, type BatchTransformer } from './rotateRange.js';
 import { Throttle, type ThrottleOptions } from './throttle.js';
@@ -17,6 +18,8 @@ import { Wakeup } from './wakeup.js';
 /** Tuning and safety options of a rotation (CLI flags map onto these). */
 export interface RotationSettings extends ThrottleOptions {
   batchSize: number;
+  /** Value bytes a batch may carry (default DEFAULT_BATCH_MAX_BYTES; see batchBudget.ts). */
+  batchMaxBytes?: number | undefined;
   workers: number;
   leaseMs: number;
   lockTimeoutMs: number;
@@ -115,6 +118,7 @@ export async function runRotation(input: RunRotationInput): Promise<RotationOutc
     runId,
     targetVersion: input.targetVersion,
     batchSize: settings.batchSize,
+    batchMaxBytes: settings.batchMaxBytes ?? DEFAULT_BATCH_MAX_BYTES,
     leaseMs: settings.leaseMs,
     lockTimeoutMs: settings.lockTimeoutMs,
     statementTimeoutMs: settings.statementTimeoutMs,

@@ -11,7 +11,8 @@ import type { Logger } from 'pino';
 import { withTransaction } from '../db/withTransaction.js';
 import { LeaseLostError, RunConflictError } from '../errors.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
-import { casUpdateSql, selectBatchSql, selectRowsByKeySql, type RowKey } from './batchSql.js';
+import { BatchBudget, PROBE_ROWS, batchBytes } from './batchBudget.js';
+import { casUpdateSql, selectBatchSql, selectRowsByKeySql, selectValueBytesSql, type RowKey } from './batchSql.js';
 import { batchLength, concatBatches, rowKeyAt, sliceBatch, toReadBatch, type ReadBatch } from './readRows.js';
 import {
   advanceCheckpointSql,
@@ -45,6 +46,8 @@ export interface RangeWorkerEnv {
   runId: number;
   targetVersion: number;
   batchSize: number;
+  /** Value bytes a batch may carry (see batchBudget.ts); a single larger row still makes a batch. */
+  batchMaxBytes: number;
   leaseMs: number;
   lockTimeoutMs: number;
   statementTimeoutMs: number;
@@ -96,6 +99,7 @@ class BatchAlreadyCommitted extends Error {
 export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, range: ClaimedRange): Promise<RangeOutcome> {
   let state: RangeState = { after: range.checkpoint ?? range.lowerBound, recheck: range.recheck, batchesCommitted: range.batchesCommitted };
   let keysetDone = false;
+  const budget = new BatchBudget(env.batchSize, env.batchMaxBytes);
   // Re-examinations per row by this worker (a worker taking the range over starts afresh).
   const attempts = new Map<string, number>();
   for (;;) {
@@ -106,14 +110,15 @@ export async function rotateRange(env: RangeWorkerEnv, target: ResolvedTarget, r
     if (env.shouldStop()) return handBack(env, range);
     let reread: ReadBatch;
     let keyset: ReadBatch;
+    let exhausted: boolean;
     try {
-      ({ reread, keyset } = await withRetry(() => readBatch(env, target, state, keysetDone, range.upperBound), stopAware(env)));
+      ({ reread, keyset, exhausted } = await withRetry(() => readBatch(env, target, state, keysetDone, range.upperBound, budget), stopAware(env)));
     } catch (err) {
       if (env.shouldStop() && isTransient(err)) return handBack(env, range);
       // A table dropped, renamed or altered by another session fails here or in the UPDATE.
       throw asTargetChanged(err, target);
     }
-    keysetDone ||= batchLength(keyset) < env.batchSize;
+    keysetDone ||= exhausted;
     let batch = concatBatches(reread, keyset);
     let result = await env.transform(target, batch);
     let aborted = false;
@@ -181,7 +186,12 @@ async function handBack(env: RangeWorkerEnv, range: ClaimedRange): Promise<'stop
 }
 
 /**
- * Reads a batch: the rows waiting to be read again, then the next keyset rows.
+ * Reads a batch: the rows waiting to be read again, then the next keyset rows,
+ * as many as the byte budget leaves room for (see batchBudget.ts). `exhausted`:
+ * the keyset read returned fewer rows than it asked for and none was cut, so
+ * the range has no keyset rows left. The LIMIT varies with the values' size,
+ * so only the read's own LIMIT says that, never --batch-size.
+ *
  * In a read-only transaction under the batch's lock and statement timeouts,
  * like its write: a bare read queued behind an application's ACCESS EXCLUSIVE
  * lock (a migration's ALTER TABLE) waited with no limit, and held the run past
@@ -193,17 +203,29 @@ function readBatch(
   state: RangeState,
   keysetDone: boolean,
   upTo: RowKey | null,
-): Promise<{ reread: ReadBatch; keyset: ReadBatch }> {
+  budget: BatchBudget,
+): Promise<{ reread: ReadBatch; keyset: ReadBatch; exhausted: boolean }> {
   return withTransaction(
     env.pool,
-    async (client) => ({
-      reread: state.recheck.length > 0
+    async (client) => {
+      const reread = state.recheck.length > 0
         ? toReadBatch(target, (await client.query(selectRowsByKeySql(target, state.recheck))).rows, true)
-        : toReadBatch(target, []),
-      keyset: keysetDone
-        ? toReadBatch(target, [])
-        : toReadBatch(target, (await client.query(selectBatchSql(target, { after: state.after, upTo }, env.targetVersion, env.batchSize))).rows),
-    }),
+        : toReadBatch(target, []);
+      if (keysetDone) return { reread, keyset: toReadBatch(target, []), exhausted: true };
+      const range = { after: state.after, upTo };
+      if (!budget.sized) {
+        const probe = (await client.query<{ rows: number; bytes: number }>(selectValueBytesSql(target, range, PROBE_ROWS))).rows[0]!;
+        budget.learn(probe.rows, probe.bytes);
+      }
+      const taken = { rows: batchLength(reread), bytes: batchBytes(reread) };
+      const limit = budget.nextLimit(taken);
+      // The rows read again fill the budget: the keyset waits for the next batch.
+      if (limit === 0) return { reread, keyset: toReadBatch(target, []), exhausted: false };
+      const read = toReadBatch(target, (await client.query(selectBatchSql(target, range, env.targetVersion, limit))).rows);
+      const keep = budget.fit(read, taken);
+      if (keep === batchLength(read)) return { reread, keyset: read, exhausted: keep < limit };
+      return { reread, keyset: sliceBatch(read, keep), exhausted: false };
+    },
     { readOnly: true, lockTimeoutMs: env.lockTimeoutMs, statementTimeoutMs: env.statementTimeoutMs },
   );
 }

@@ -90,7 +90,7 @@ export function rotateCommand(wrap: Wrap): CommandModule {
       y
         .option('to', { type: 'string', coerce: givenOnce('to'), describe: 'Target key id (default: the registry\'s primary key)' })
         .option('target', { type: 'string', array: true, describe: 'Limit to table.column (repeatable), e.g. people.email' })
-        .option('batch-size', wholeNumberOption('batch-size', { min: 1, default: 1000, describe: 'Rows per batch (one transaction each)' }))
+        .option('batch-size', wholeNumberOption('batch-size', { min: 1, default: 1000, describe: 'Rows per batch (one transaction each); fewer when values are large, so a batch carries at most about 32 MiB of values' }))
         .option('workers', wholeNumberOption('workers', { min: 1, max: MAX_WORKERS, default: 3, describe: 'Concurrent range workers in this process (each with a connection of its own)' }))
         .option(
           'crypto-threads',
