@@ -18,9 +18,12 @@
  * row). Normal rows of a few hundred bytes never meet the budget: their batches
  * are --batch-size rows, as before.
  *
+ * verify sizes its cursor pages the same way (src/verify/readTarget.ts): there
+ * the rows are already read when they turn out larger, so nothing is cut.
+ *
  * A value's bytes are counted as its characters: the stored formats are ASCII.
  */
-import { batchLength, type ReadBatch } from './readRows.js';
+import { batchLength, type ReadBatch, type ReadRow } from './readRows.js';
 
 /**
  * The value bytes a batch may carry by default. It binds only above ~32 kB per
@@ -48,13 +51,20 @@ export function batchBytes(batch: ReadBatch): number {
   return n;
 }
 
+/** The value characters of rows as verify reads them (NULL counts 0). */
+export function readRowsBytes(rows: readonly ReadRow[]): number {
+  let n = 0;
+  for (const row of rows) for (const value of row.values) n += value?.length ?? 0;
+  return n;
+}
+
 /** What goes into a batch already before its keyset rows (the rows read again). */
 export interface BatchTaken {
   rows: number;
   bytes: number;
 }
 
-/** The adaptive LIMIT of one range's (or a dry run's) keyset reads. */
+/** The adaptive LIMIT of one range's (or a dry run's) keyset reads, or of a verify scan's cursor pages. */
 export class BatchBudget {
   /** Value bytes per row of the last read; undefined until the probe or a read saw a row. */
   private perRow: number | undefined;

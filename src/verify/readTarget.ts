@@ -7,12 +7,22 @@
  * memory stays at one cursor page and vacuum is never held back for more than
  * a chunk. While the callback decrypts one page the server already produces the
  * next (the read is issued before the callback runs).
+ *
+ * A page is also bounded in value bytes, as a rotation's batch is
+ * (rotation/batchBudget.ts): 2,000 rows of ~1 MB documents made a page of
+ * ~2 GB of strings, and verify died of a V8 heap OOM (no exit code a cron job
+ * can trust). Each cursor read is sized from the value bytes per row of the
+ * page before it (the first from a probe of the next rows' value lengths),
+ * never above the page rows and never below 1, so a single row larger than the
+ * budget is still read, alone. Normal rows never meet the budget: their pages
+ * are 2,000 rows, as before, and the scan query is unchanged.
  */
 import type pg from 'pg';
 import Cursor from 'pg-cursor';
 import { selectRowEstimateSql } from '../db/catalog.js';
 import { withTransaction } from '../db/withTransaction.js';
-import { selectBatchSql, type RowKey } from '../rotation/batchSql.js';
+import { BatchBudget, DEFAULT_BATCH_MAX_BYTES, PROBE_ROWS, readRowsBytes } from '../rotation/batchBudget.js';
+import { selectBatchSql, selectValueBytesSql, type RowKey } from '../rotation/batchSql.js';
 import { toReadRows, type ReadRow } from '../rotation/readRows.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
 import { compareKeysSql, selectCountSql, selectWindowStartsSql } from './verifySql.js';
@@ -26,15 +36,30 @@ export interface ScanSizes {
   chunkRows?: number;
   /** Rows per cursor read (default 2,000). */
   pageRows?: number;
+  /** Value bytes a page may carry (default DEFAULT_PAGE_MAX_BYTES); a single larger row is still a page. */
+  pageMaxBytes?: number | undefined;
 }
 
 const DEFAULT_CHUNK = 10_000;
 const DEFAULT_PAGE = 2_000;
+/** The value bytes of a page by default: a rotation batch's (with the next page in flight, ~2× that is held). */
+export const DEFAULT_PAGE_MAX_BYTES = DEFAULT_BATCH_MAX_BYTES;
+/** Reads that take no rows read again into account (verify reads each row once). */
+const NOTHING_TAKEN = { rows: 0, bytes: 0 };
+
+/** The byte budget of one target's pages, sized by a probe of the rows after `after` if nothing was read yet. */
+async function sizeBudget(c: pg.ClientBase, target: ResolvedTarget, budget: BatchBudget, range: { after: RowKey | null; upTo: RowKey | null }): Promise<void> {
+  if (budget.sized) return;
+  const probe = (await c.query<{ rows: number; bytes: number }>(selectValueBytesSql(target, range, PROBE_ROWS))).rows[0]!;
+  budget.learn(probe.rows, probe.bytes);
+}
 
 /** Streams every row of `target` in key order; returns how many rows were read. */
 export async function readAllRows(client: pg.ClientBase, target: ResolvedTarget, onRows: OnRows, sizes: ScanSizes = {}): Promise<number> {
   const chunkRows = sizes.chunkRows ?? DEFAULT_CHUNK;
   const pageRows = Math.min(sizes.pageRows ?? DEFAULT_PAGE, chunkRows);
+  // One budget for the whole scan: a chunk's first page is sized from the last page of the chunk before.
+  const budget = new BatchBudget(pageRows, sizes.pageMaxBytes ?? DEFAULT_PAGE_MAX_BYTES);
   let after: RowKey | null = null;
   let total = 0;
   for (;;) {
@@ -42,18 +67,27 @@ export async function readAllRows(client: pg.ClientBase, target: ResolvedTarget,
     const { read, last } = await withTransaction(
       client as pg.Client,
       async (c) => {
+        await sizeBudget(c, target, budget, { after: from, upTo: null });
         const statement = selectBatchSql(target, { after: from, upTo: null }, null, chunkRows);
         const cursor = c.query(new Cursor<Record<string, unknown>>(statement.text, statement.values));
         let read = 0;
         let last: RowKey | null = null;
         try {
-          let next: Promise<Record<string, unknown>[]> | null = cursor.read(pageRows);
+          let limit = budget.nextLimit(NOTHING_TAKEN);
+          let next: Promise<Record<string, unknown>[]> | null = cursor.read(limit);
           while (next) {
             const page: Record<string, unknown>[] = await next;
             if (page.length === 0) break;
-            // Ask for the next page before the CPU-bound work on this one.
-            next = page.length < pageRows ? null : cursor.read(pageRows);
             const rows = toReadRows(target, page);
+            budget.learn(rows.length, readRowsBytes(rows));
+            // Fewer rows than asked for: the chunk is read (its LIMIT, or the
+            // table's end). Otherwise ask for the next page, sized from this
+            // one's bytes per row, before the CPU-bound work on this one.
+            if (page.length < limit) next = null;
+            else {
+              limit = budget.nextLimit(NOTHING_TAKEN);
+              next = cursor.read(limit);
+            }
             read += rows.length;
             last = rows.at(-1)!.key;
             await onRows(rows);
@@ -101,7 +135,8 @@ const MAX_LISTED_WINDOWS = 1_000;
  * bigger than the sample is simply read whole. Windows that would overlap are
  * clipped, so no row is checked twice, and rows a window could not read past
  * the table's end are taken from the gaps between windows, so N rows are
- * checked whenever the table has them.
+ * checked whenever the table has them. A window of large values is read and
+ * handed on in pieces under the scan's byte budget (see the top of this file).
  */
 export async function readSampleRows(
   client: pg.ClientBase,
@@ -109,6 +144,7 @@ export async function readSampleRows(
   spec: SampleSpec,
   seed: number,
   onRows: OnRows,
+  sizes: Omit<ScanSizes, 'chunkRows'> = {},
 ): Promise<SampleReport> {
   let estimate = Number((await client.query<{ tuples: number }>(selectRowEstimateSql({ schema: target.schema, name: target.table }))).rows[0]?.tuples ?? -1);
   // reltuples is -1 before the first ANALYZE; then count once (a seq scan, no decryption).
@@ -126,7 +162,7 @@ export async function readSampleRows(
   };
   if (requested >= estimate) {
     report.method = 'full-scan';
-    report.rowsChecked = await readAllRows(client, target, onRows);
+    report.rowsChecked = await readAllRows(client, target, onRows, sizes);
     return report;
   }
   const windows = Math.min(MAX_WINDOW_STARTS, Math.max(1, Math.ceil(requested / WINDOW_ROWS)));
@@ -148,25 +184,39 @@ export async function readSampleRows(
     if (starts.length >= windows || percent >= 100) break;
     percent = Math.min(100, percent * 10);
   }
+  const budget = new BatchBudget(Math.min(sizes.pageRows ?? DEFAULT_PAGE, WINDOW_ROWS), sizes.pageMaxBytes ?? DEFAULT_PAGE_MAX_BYTES);
   /** Reads up to 100 rows after `after` (or after `clipAfter` when that is later) up to `upTo`; returns the last key read. */
   const readWindow = async (after: RowKey | null, upTo: RowKey | null, clipAfter: RowKey | null = null): Promise<RowKey | null> => {
     const limit = Math.min(WINDOW_ROWS, requested - report.rowsChecked);
-    // One read-only transaction per window: an index range scan of at most 100 rows.
-    const rows = await withTransaction(
+    // One read-only transaction per window: index range scans of at most 100
+    // rows in all, one unless the values are large (then pieces within the
+    // budget, each after the last key of the one before).
+    const { rows, last } = await withTransaction(
       client as pg.Client,
       async (c) => {
-        const from = clipAfter && after && (await keyIsAfter(c, target, clipAfter, after)) ? clipAfter : after;
-        return toReadRows(target, (await c.query<Record<string, unknown>>(selectBatchSql(target, { after: from, upTo }, null, limit))).rows);
+        let from = clipAfter && after && (await keyIsAfter(c, target, clipAfter, after)) ? clipAfter : after;
+        let rows = 0;
+        let last: RowKey | null = null;
+        while (rows < limit) {
+          await sizeBudget(c, target, budget, { after: from, upTo });
+          const ask = Math.min(limit - rows, budget.nextLimit(NOTHING_TAKEN));
+          const piece = toReadRows(target, (await c.query<Record<string, unknown>>(selectBatchSql(target, { after: from, upTo }, null, ask))).rows);
+          if (piece.length === 0) break;
+          budget.learn(piece.length, readRowsBytes(piece));
+          rows += piece.length;
+          last = from = piece.at(-1)!.key;
+          await onRows(piece);
+          if (piece.length < ask) break;
+        }
+        return { rows, last };
       },
       { readOnly: true },
     );
-    if (rows.length === 0) return null;
-    const last = rows.at(-1)!.key;
-    report.rowsChecked += rows.length;
+    if (rows === 0) return null;
+    report.rowsChecked += rows;
     report.windowCount++;
     // Bounded like everything else verify keeps: the report must not grow with the table.
-    if (report.windows.length < MAX_LISTED_WINDOWS) report.windows.push({ after, last, rows: rows.length });
-    await onRows(rows);
+    if (report.windows.length < MAX_LISTED_WINDOWS) report.windows.push({ after, last, rows });
     return last;
   };
   const read: { start: RowKey; last: RowKey }[] = [];

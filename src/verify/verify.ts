@@ -44,6 +44,11 @@ export interface VerifyInput {
   partial?: boolean;
   /** Rows per read-only chunk of a full scan (default 10,000). */
   chunkRows?: number;
+  /**
+   * Value bytes a page of rows may carry (default DEFAULT_PAGE_MAX_BYTES, ~32 MiB;
+   * see readTarget.ts): pages of large values hold fewer rows, a single larger row is still read.
+   */
+  pageMaxBytes?: number | undefined;
   /** Findings kept (printed, stored in failures); the rest are counted. Default 1000. */
   maxFindings?: number;
   /** Called after each page with the target name and rows read so far in it. */
@@ -121,8 +126,9 @@ export async function runVerify(input: VerifyInput): Promise<VerifyOutcome> {
         read += rows.length;
         input.onProgress?.(target.name, read);
       };
-      if (input.sample) samples[target.name] = await readSampleRows(reader, target, input.sample, seed, onRows);
-      else await readAllRows(reader, target, onRows, input.chunkRows ? { chunkRows: input.chunkRows } : {});
+      const budget = { pageMaxBytes: input.pageMaxBytes };
+      if (input.sample) samples[target.name] = await readSampleRows(reader, target, input.sample, seed, onRows, budget);
+      else await readAllRows(reader, target, onRows, input.chunkRows ? { chunkRows: input.chunkRows, ...budget } : budget);
       await verifier.finish();
       examined += read;
       problems += verifier.problems;
