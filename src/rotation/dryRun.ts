@@ -9,6 +9,7 @@ import { BatchBudget, DEFAULT_BATCH_MAX_BYTES, PROBE_ROWS } from './batchBudget.
 import { countAlreadyDoneSql, selectBatchSql, selectValueBytesSql, type RowKey } from './batchSql.js';
 import { batchLength, rowKeyAt, sliceBatch, toReadBatch } from './readRows.js';
 import type { BatchTransformer } from './rotateRange.js';
+import { asTargetChanged } from './targetChanged.js';
 import type { RotateFailureReason } from './transformBatch.js';
 
 /** What a rotation would do to one target. */
@@ -61,6 +62,10 @@ export async function dryRunTarget(
     failuresByReason: {},
     failures: [],
   };
+  // A table dropped or altered by another session under the scan: exit 2 naming it, not an internal error.
+  const changed = (err: unknown): never => {
+    throw asTargetChanged(err, target, 'dry-run');
+  };
   let after: RowKey | null = null;
   const budget = new BatchBudget(batchSize, batchMaxBytes);
   const nothingTaken = { rows: 0, bytes: 0 };
@@ -70,11 +75,14 @@ export async function dryRunTarget(
       return report;
     }
     if (!budget.sized) {
-      const probe = (await pool.query<{ rows: number; bytes: number }>(selectValueBytesSql(target, { after, upTo: null }, PROBE_ROWS))).rows[0]!;
+      const probe = (await pool.query<{ rows: number; bytes: number }>(selectValueBytesSql(target, { after, upTo: null }, PROBE_ROWS)).catch(changed)).rows[0]!;
       budget.learn(probe.rows, probe.bytes);
     }
     const limit = budget.nextLimit(nothingTaken);
-    const read = toReadBatch(target, (await pool.query<Record<string, unknown>>(selectBatchSql(target, { after, upTo: null }, targetVersion, limit))).rows);
+    const read = toReadBatch(
+      target,
+      (await pool.query<Record<string, unknown>>(selectBatchSql(target, { after, upTo: null }, targetVersion, limit)).catch(changed)).rows,
+    );
     // Rows past the budget are left to the next batch (read again there).
     const keep = budget.fit(read, nothingTaken);
     const batch = keep < batchLength(read) ? sliceBatch(read, keep) : read;
@@ -103,7 +111,7 @@ export async function dryRunTarget(
     // varies with the values' size, so only its own says so, not batchSize).
     if (batchLength(read) < limit && keep === batchLength(read)) {
       // The scan skipped the rows with nothing left to do: their values are already done too.
-      report.alreadyDone = (await pool.query<{ alreadyDone: number }>(countAlreadyDoneSql(target, targetVersion))).rows[0]!.alreadyDone;
+      report.alreadyDone = (await pool.query<{ alreadyDone: number }>(countAlreadyDoneSql(target, targetVersion)).catch(changed)).rows[0]!.alreadyDone;
       return report;
     }
     after = rowKeyAt(batch, batchLength(batch) - 1);

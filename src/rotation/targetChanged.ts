@@ -1,8 +1,9 @@
 /**
- * What a rotate reports when its target table changed under it — dropped,
- * renamed, its key-version column dropped (a `migrate down` from another
- * host), its column's type changed: a clear TargetError naming the table
- * instead of an "internal error" (exit 70, "a bug in pg-rekey").
+ * What a rotate, its dry run or a verify reports when its target table
+ * changed under it — dropped, renamed, its key-version column dropped (a
+ * `migrate down` from another host), its column's type changed: a clear
+ * TargetError naming the table instead of an "internal error" (exit 70, "a
+ * bug in pg-rekey").
  */
 import { sqlstateOf } from '../db/sqlstate.js';
 import { TargetError } from '../errors.js';
@@ -20,19 +21,41 @@ const TARGET_CHANGED = new Set([
   '42804', // datatype_mismatch: a column whose type changed
 ]);
 
+/** The command whose statement on the target failed: what was lost, and how to go on, differ. */
+export type TargetChangedDuring = 'rotate' | 'dry-run' | 'verify';
+
+const CONSEQUENCES: Record<TargetChangedDuring, { while: string; then: string }> = {
+  rotate: {
+    while: 'this rotation ran',
+    then:
+      'The batch in flight was rolled back; the batches committed before it are kept and the run stays open. Put the table back as the config names it ' +
+      '(or fix the config), then run "pg-rekey rotate" again to resume; "pg-rekey verify" says what is wrong with the target',
+  },
+  'dry-run': {
+    while: 'this dry run read it',
+    then: 'Nothing was written, and the report is incomplete. Put the table back as the config names it (or fix the config), then run "pg-rekey rotate --dry-run" again',
+  },
+  verify: {
+    while: 'this verify read it',
+    then:
+      'The verify is recorded as failed and proves nothing (key-version repairs committed before it are kept). Put the table back as the config names it ' +
+      '(or fix the config), then run "pg-rekey verify" again',
+  },
+};
+
 /**
  * Maps an error of a statement on `target`'s table (a batch read, the
- * compare-and-swap UPDATE) to a TargetError when the table changed under the
- * rotation; any other error is returned unchanged. Only the batch in flight
- * was lost: the statements are read-only or inside the batch's transaction.
+ * compare-and-swap UPDATE, a verify chunk, a hint repair) to a TargetError
+ * when the table changed under `during`; any other error is returned
+ * unchanged. For a rotate, only the batch in flight was lost: the statements
+ * are read-only or inside the batch's transaction.
  */
-export function asTargetChanged(err: unknown, target: ResolvedTarget): unknown {
+export function asTargetChanged(err: unknown, target: ResolvedTarget, during: TargetChangedDuring = 'rotate'): unknown {
   const code = sqlstateOf(err);
   if (code === undefined || !TARGET_CHANGED.has(code)) return err;
+  const { while: when, then } = CONSEQUENCES[during];
   return new TargetError(
-    `${target.name} changed while this rotation ran: ${(err as Error).message} (SQLSTATE ${code}) — ` +
-      'it was dropped, renamed or altered (or its target migration undone). The batch in flight was rolled back; ' +
-      'the batches committed before it are kept and the run stays open. Put the table back as the config names it ' +
-      '(or fix the config), then run "pg-rekey rotate" again to resume; "pg-rekey verify" says what is wrong with the target',
+    `${target.name} changed while ${when}: ${(err as Error).message} (SQLSTATE ${code}) — ` +
+      `it was dropped, renamed or altered (or its target migration undone). ${then}`,
   );
 }

@@ -14,6 +14,7 @@ import type pg from 'pg';
 import type { Codec } from '../crypto/codec.js';
 import { withTransaction } from '../db/withTransaction.js';
 import { insertFailuresSql } from '../rotation/rangesSql.js';
+import { asTargetChanged } from '../rotation/targetChanged.js';
 import type { RegisteredKey } from '../schema/registry.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
 import type { Actor } from '../schema/runsSql.js';
@@ -107,8 +108,11 @@ export async function runVerify(input: VerifyInput): Promise<VerifyOutcome> {
   const startedAt = (await reader.query<{ now: string }>('SELECT clock_timestamp()::text AS now')).rows[0]!.now;
   // The target being read when a failure ends the scan: its repairs so far are committed.
   let current: TargetVerifier | undefined;
+  // The target being read or repaired, to name when another session dropped or altered it.
+  let reading: ResolvedTarget | undefined;
   try {
     for (const target of input.targets) {
+      reading = target;
       const codec = input.codecs.get(target.name);
       if (!codec) throw new Error(`no codec for ${target.name}`);
       const verifier = (current = new TargetVerifier(target, {
@@ -134,6 +138,7 @@ export async function runVerify(input: VerifyInput): Promise<VerifyOutcome> {
       problems += verifier.problems;
       columns.push(...verifier.reports);
       current = undefined;
+      reading = undefined;
     }
   } catch (err) {
     reader.release();
@@ -150,7 +155,7 @@ export async function runVerify(input: VerifyInput): Promise<VerifyOutcome> {
       summary: { error: stoppedBy(input, err) ? 'STOPPED' : ((err as { code?: string }).code ?? 'INTERNAL'), columns: columnsSummary(columns) },
       findings: [],
     }).catch(() => undefined);
-    throw err;
+    throw reading ? asTargetChanged(err, reading, 'verify') : err;
   }
   reader.release();
   const durationMs = Date.now() - started;
