@@ -61,6 +61,9 @@ describe('bad input exits 2 and writes nothing', () => {
       [['rotate', '--batch-size', '1.5'], '--batch-size'],
       [['rotate', '--crypto-threads', 'abc'], '--crypto-threads'],
       [['rotate', '--crypto-threads', '-1'], '--crypto-threads'],
+      // Each is a thread of tens of MiB: a typo must not start 100,000 of them.
+      [['rotate', '--crypto-threads', '65'], '--crypto-threads takes a whole number of at least 0 and at most 64'],
+      [['rotate', '--crypto-threads', '100000'], '--crypto-threads takes a whole number of at least 0 and at most 64'],
       [['rotate', '--max-rate', '-5'], '--max-rate'],
       [['rotate', '--max-rate', 'abc'], '--max-rate'],
       [['rotate', '--pause-ms', 'abc'], '--pause-ms'],

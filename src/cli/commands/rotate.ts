@@ -59,6 +59,15 @@ export interface RotateArgs {
  */
 const MAX_WORKERS = 262_143;
 
+/**
+ * The most --crypto-threads accepted. Each thread costs tens of MiB and a
+ * few milliseconds to start, and no more batches are transformed at once than
+ * there are --workers, so threads beyond the cores (or the workers) only cost
+ * memory. Unbounded, a typo (--crypto-threads 100000) tried to start that many
+ * threads before anything was checked.
+ */
+const MAX_CRYPTO_THREADS = 64;
+
 /** The shortest --lease accepted: below it a range would change hands at nearly every batch. */
 const MIN_LEASE_MS = 1000;
 
@@ -94,7 +103,7 @@ export function rotateCommand(wrap: Wrap): CommandModule {
         .option('workers', wholeNumberOption('workers', { min: 1, max: MAX_WORKERS, default: 3, describe: 'Concurrent range workers in this process (each with a connection of its own)' }))
         .option(
           'crypto-threads',
-          wholeNumberOption('crypto-threads', { min: 0, default: defaultCryptoThreads(), describe: 'Worker threads for decrypt + encrypt (0: on the main thread)' }),
+          wholeNumberOption('crypto-threads', { min: 0, max: MAX_CRYPTO_THREADS, default: defaultCryptoThreads(), describe: 'Worker threads for decrypt + encrypt (0: on the main thread)' }),
         )
         .option('dry-run', { type: 'boolean', default: false, describe: 'Read and decrypt everything, write nothing; report what would change' })
         .option('on-error', { choices: ['continue', 'abort'] as const, default: 'continue' as const, describe: 'On an undecryptable value: record it and go on, or stop' })
