@@ -27,6 +27,12 @@ describe('rotate options', () => {
     const slow = await ws.run(['rotate', '--max-rate', '10', '--batch-size', '1000']);
     expectExit(slow, 2);
     expect(slow.stderr).toMatch(/more than half of --lease/);
+    // --max-rate is shared by the workers: each of 4 waits for the others' batches, about
+    // 4 × 100 / 200 s = 2 s between its own, twice the lease. Staged, a second rotate took
+    // every range of this healthy process over; counting one batch's 0.5 s let it through.
+    const shared = await ws.run(['rotate', '--workers', '4', '--batch-size', '100', '--max-rate', '200', '--lease', '1s']);
+    expectExit(shared, 2);
+    expect(shared.stderr).toMatch(/--batch-size 100 and --workers 4 wait up to 2000 ms between a worker's batches .*more than half of --lease \(1000 ms\)/);
     const target = await ws.run(['rotate', '--target', 'people.nope']);
     expectExit(target, 2);
     // A repeated --reason or --to: which one was meant is unclear, and the audit trail is append-only.

@@ -224,13 +224,21 @@ function settingsFrom(argv: RotateArgs): RotationSettings {
         'or workers keep taking ranges from each other',
     );
   }
-  // A lease is renewed with each batch: a pause between batches longer than
-  // half of it would let other workers take ranges over from a healthy one.
-  const pauseMs = (settings.pauseMs ?? 0) + (settings.maxRate ? (settings.batchSize / settings.maxRate) * 1000 : 0);
-  if (pauseMs > settings.leaseMs / 2) {
+  // A lease is renewed with each batch: a wait between one worker's batches
+  // longer than half of it would let other workers take ranges over from a
+  // healthy one. --max-rate is the budget of the process, shared by its
+  // workers (Throttle): each batch takes batchSize / maxRate of it, so a worker
+  // waits for the batches of all the others before its next one — N workers
+  // wait N times as long, plus their own --pause-ms. Counting one batch's
+  // share let `--workers 4 --batch-size 100 --max-rate 200 --lease 1s` pass,
+  // and another process took every range of the healthy worker over.
+  const rateMs = settings.maxRate ? ((settings.workers * settings.batchSize) / settings.maxRate) * 1000 : 0;
+  const waitMs = (settings.pauseMs ?? 0) + rateMs;
+  if (waitMs > settings.leaseMs / 2) {
     throw new UsageError(
-      `--pause-ms / --max-rate with --batch-size ${settings.batchSize} wait ${Math.round(pauseMs)} ms between batches, ` +
-        `more than half of --lease (${settings.leaseMs} ms): lower the batch size or raise --lease`,
+      `--pause-ms / --max-rate with --batch-size ${settings.batchSize} and --workers ${settings.workers} wait up to ${Math.round(waitMs)} ms ` +
+        `between a worker's batches (the --max-rate budget is shared by the workers), more than half of --lease (${settings.leaseMs} ms): ` +
+        'lower --batch-size or --workers, or raise --lease',
     );
   }
   return settings;
