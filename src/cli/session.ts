@@ -206,19 +206,18 @@ export function asDatabaseError(err: unknown): unknown {
   const setupFailure = connectSetupFailureOf(err);
   if (setupFailure) return connectSetupError(setupFailure, err);
   const code = sqlstateOf(err);
+  // Before the connection errors: idle_session_timeout's 57P05 is one of them, and its message should name the setting.
+  const timeout = sessionTimeoutOf(err);
+  if (timeout) {
+    // A setting of the DBA's, not a bug: exit 69 naming it, rather than an internal error.
+    const advice =
+      timeout.advice ?? `its transaction was rolled back. Run the command again, or raise ${timeout.setting} for pg-rekey's role (ALTER ROLE <role> SET ${timeout.setting} = …)`;
+    return new DatabaseError(`${timeout.what}: ${(err as Error).message} (SQLSTATE ${timeout.sqlstate}) — ${timeout.why}; ${advice}`, { cause: err });
+  }
   if (isConnectionError(err) || classifySqlState(err) === 'insufficient-privilege' || code === '28P01' || code === '3D000') {
     return new DatabaseError(`database unavailable: ${(err as Error).message}${code ? ` (SQLSTATE ${code})` : ''}`, {
       cause: err,
     });
-  }
-  const timeout = sessionTimeoutOf(err);
-  if (timeout) {
-    // A setting of the DBA's, not a bug: exit 69 naming it, rather than an internal error.
-    return new DatabaseError(
-      `${timeout.what}: ${(err as Error).message} (SQLSTATE ${timeout.sqlstate}) — ${timeout.why}; its transaction was rolled back. ` +
-        `Run the command again, or raise ${timeout.setting} for pg-rekey's role (ALTER ROLE <role> SET ${timeout.setting} = …)`,
-      { cause: err },
-    );
   }
   if (code === SqlState.tooManyConnections) {
     // max_connections, or the role's or database's CONNECTION LIMIT: most often

@@ -14,6 +14,8 @@ export interface SessionTimeout {
   /** The setting, and where it may come from. */
   readonly why: string;
   readonly setting: string;
+  /** What became of the work, and what to do: the default is for a timeout that rolled a transaction back. */
+  readonly advice?: string;
 }
 
 const TIMEOUTS: Record<string, Omit<SessionTimeout, 'sqlstate'>> = {
@@ -37,6 +39,17 @@ const TIMEOUTS: Record<string, Omit<SessionTimeout, 'sqlstate'>> = {
     what: 'the database ended the session',
     why: 'a transaction stayed idle longer than the idle_in_transaction_session_timeout set for pg-rekey\'s role or database',
     setting: 'idle_in_transaction_session_timeout',
+  },
+  // PostgreSQL 14+. pg-rekey's pooled connections sit idle between batches
+  // (--pause-ms, --max-rate) and while it decrypts; the server ends them, and
+  // the next statement sent on one fails with this.
+  '57P05': {
+    what: 'the database ended an idle session',
+    why: "one of pg-rekey's connections stayed idle (between statements) longer than the idle_session_timeout set for pg-rekey's role or database",
+    setting: 'idle_session_timeout',
+    advice:
+      'nothing of that statement ran, and what was committed before it is kept (a rotation resumes from its checkpoints). ' +
+      "Run the command again; to keep it from recurring, turn idle_session_timeout off for pg-rekey's role (ALTER ROLE <role> SET idle_session_timeout = 0)",
   },
 };
 

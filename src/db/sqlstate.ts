@@ -16,6 +16,7 @@ export const SqlState = {
   adminShutdown: '57P01',
   crashShutdown: '57P02',
   cannotConnectNow: '57P03',
+  idleSessionTimeout: '57P05',
   undefinedTable: '42P01',
   undefinedColumn: '42703',
   undefinedSchema: '3F000',
@@ -111,22 +112,30 @@ export function isRetryable(err: unknown): boolean {
 }
 
 /**
- * True when the connection is gone or unusable: SQLSTATE class 08, a server
- * shutdown (57P01–57P03), a socket error (including a failed connect to a
+ * The server ended the session (class 57P, FATAL): shut down or terminated
+ * (57P01, also pg_terminate_backend), crashed (57P02), starting up or down
+ * (57P03), or idle longer than the role's or database's idle_session_timeout
+ * (57P05, PostgreSQL 14+). 57P05 comes back to a statement sent on a pooled
+ * connection the server had just ended, and failed a rotate as an internal
+ * error (exit 70); a fresh connection is the cure, as for the others.
+ */
+const SESSION_ENDED = new Set<string>([
+  SqlState.adminShutdown,
+  SqlState.crashShutdown,
+  SqlState.cannotConnectNow,
+  SqlState.idleSessionTimeout,
+]);
+
+/**
+ * True when the connection is gone or unusable: SQLSTATE class 08, a session
+ * the server ended (SESSION_ENDED), a socket error (including a failed connect to a
  * Unix socket), or pg's own "Connection terminated" and "not queryable"
  * errors (which carry no code). The caller should reconnect, not just retry. Set-up failures that
  * reconnecting cannot fix (no password, SSL) are connectSetupFailureOf's.
  */
 export function isConnectionError(err: unknown): boolean {
   const code = sqlstateOf(err);
-  if (code !== undefined) {
-    return (
-      code.startsWith('08') ||
-      code === SqlState.adminShutdown ||
-      code === SqlState.crashShutdown ||
-      code === SqlState.cannotConnectNow
-    );
-  }
+  if (code !== undefined) return code.startsWith('08') || SESSION_ENDED.has(code);
   let current: unknown = err;
   for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
     const { code: nodeCode, syscall } = current as { code?: unknown; syscall?: unknown };

@@ -4,6 +4,7 @@
  * process: it retries or exits with a code a deploy hook understands (0, 69,
  * 75), and the next run completes with every row rotated exactly once.
  */
+import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect, it } from 'vitest';
 import {
@@ -35,6 +36,34 @@ it('survives its sessions being terminated, and the next run completes', async (
     expect([0, 69, 75], stderr.split('\n').filter((l) => !l.includes('"level":30')).join('\n')).toContain(code);
   }
   expectExit(await ws.run(['rotate', '--lease', '2s']), 0);
+  expect(await expectAllUnderKey(db.pool, 'new')).toBe(ROWS);
+  await expectEachRewrittenOnce(db.pool, ROWS);
+}, 240_000);
+
+it('retries batches whose pooled connection the server ended for idleness (idle_session_timeout): never exit 70, and the run completes', async () => {
+  const { db, ws } = await fresh('idle_session_timeout', ROWS);
+  await countRewrites(db.pool);
+  // pg-rekey's role, as a DBA configures it; the test's own connections keep no timeout.
+  const role = `rekey_idle_${randomBytes(4).toString('hex')}`;
+  await db.pool.query(`CREATE ROLE ${role} LOGIN SUPERUSER PASSWORD 'x'`);
+  try {
+    await db.pool.query(`ALTER ROLE ${role} SET idle_session_timeout = '50ms'`);
+    const url = new URL(db.url);
+    url.username = role;
+    url.password = 'x';
+    // Each batch is decrypted on the main thread (--crypto-threads 0) for far longer than
+    // 50 ms, while the connection its read used idles in the pool: the server ends it, and
+    // the batch's write, sent on it, fails with 57P05. Before, that was exit 70.
+    const result = await ws.run(['rotate', '--workers', '1', '--crypto-threads', '0', '--batch-size', '5000'], { env: { DATABASE_URL: url.toString() } });
+    expect(result.stderr).not.toMatch(/internal error/);
+    expect([0, 69], result.stderr).toContain(result.code);
+    if (result.code === 0) expect(result.stderr).toMatch(/"sqlstate":"57P05".*transient database error, retrying/);
+    // A statement outside the retried batches (the start-up) may meet it too: then exit 69 with what to do.
+    else expect(result.stderr).toContain('ALTER ROLE <role> SET idle_session_timeout = 0');
+  } finally {
+    await db.pool.query(`ALTER ROLE ${role} RESET idle_session_timeout`);
+  }
+  expectExit(await ws.run(['rotate']), 0);
   expect(await expectAllUnderKey(db.pool, 'new')).toBe(ROWS);
   await expectEachRewrittenOnce(db.pool, ROWS);
 }, 240_000);

@@ -7,6 +7,11 @@
  */
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { asDatabaseError } from '../../src/cli/session.js';
+import { exitCodeFor } from '../../src/cli/exitCodes.js';
+import { connectClient } from '../../src/db/pool.js';
+import { sqlstateOf } from '../../src/db/sqlstate.js';
+import { isTransient } from '../../src/rotation/retry.js';
 import { useTestDatabase } from '../helpers/database.js';
 import { expectExit, prepareRotation, type RotationWorkspace } from '../helpers/rotationFixture.js';
 
@@ -59,4 +64,30 @@ describe('a timeout set for the database ends a command waiting on a lock', () =
       expect(await runCount()).toBe(before);
     });
   }
+});
+
+describe('idle_session_timeout (PostgreSQL 14+) ending a pg-rekey connection between two statements', () => {
+  it('the next statement fails with 57P05: a connection error, retried on a fresh connection, else exit 69 naming the setting', async () => {
+    const client = await connectClient(db.current.url, 'pg-rekey');
+    let failure: unknown;
+    try {
+      await client.query(`SET idle_session_timeout = '50ms'`);
+      // The event loop busy for longer than the timeout, as while a batch is decrypted on the main
+      // thread: the server ends the idle session, and its FATAL is read only after the next statement
+      // went out, which then fails with it (a pooled connection is handed out the same way).
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+      failure = await client.query('SELECT 1').then(() => undefined, (err: unknown) => err);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+    expect(sqlstateOf(failure)).toBe('57P05');
+    // The rotation's batches and claims retry it on a fresh connection (withRetry).
+    expect(isTransient(failure)).toBe(true);
+    // Anywhere else (a start-up query, verify's reader): exit 69 with what to do, not 70.
+    const reported = asDatabaseError(failure);
+    expect(exitCodeFor(reported)).toBe(69);
+    expect((reported as Error).message).toMatch(/idle_session_timeout set for pg-rekey's role or database/);
+    expect((reported as Error).message).toContain('ALTER ROLE <role> SET idle_session_timeout = 0');
+    expect((reported as Error).message).toContain('(SQLSTATE 57P05)');
+  });
 });
