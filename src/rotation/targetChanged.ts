@@ -22,7 +22,7 @@ const TARGET_CHANGED = new Set([
 ]);
 
 /** The command whose statement on the target failed: what was lost, and how to go on, differ. */
-export type TargetChangedDuring = 'rotate' | 'dry-run' | 'verify';
+export type TargetChangedDuring = 'rotate' | 'rotate-start' | 'dry-run' | 'verify';
 
 const CONSEQUENCES: Record<TargetChangedDuring, { while: string; then: string }> = {
   rotate: {
@@ -30,6 +30,10 @@ const CONSEQUENCES: Record<TargetChangedDuring, { while: string; then: string }>
     then:
       'The batch in flight was rolled back; the batches committed before it are kept and the run stays open. Put the table back as the config names it ' +
       '(or fix the config), then run "pg-rekey rotate" again to resume; "pg-rekey verify" says what is wrong with the target',
+  },
+  'rotate-start': {
+    while: 'this rotation started',
+    then: 'Nothing was written: no run was started. Put the table back as the config names it (or fix the config), then run "pg-rekey rotate" again',
   },
   'dry-run': {
     while: 'this dry run read it',

@@ -118,3 +118,27 @@ describe('the only target table dropped while its rotation is stopped', () => {
     expect(retire.stdout).not.toMatch(/rotation run \d+ is unfinished/);
   }, 120_000);
 });
+
+describe('a target table dropped while rotate starts, before a run exists', () => {
+  it('while its "anything to do?" check waits for the table: exit 2 naming the table, no run started', async () => {
+    const { db, ws } = await fresh('dropped_at_start', 500);
+    const holder = await db.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE people IN ACCESS EXCLUSIVE MODE');
+      const cli = await startCli(ws, ['rotate']);
+      await waitForLockWait(db.pool, '%SELECT EXISTS (SELECT 1 FROM %people%', { until: cli.done });
+      await holder.query('DROP TABLE people');
+      await holder.query('COMMIT');
+      const result = await cli.done;
+      expect({ code: result.code, stderr: result.stderr }).toMatchObject({
+        code: 2,
+        stderr: expect.stringMatching(/public\.people changed while this rotation started: .*\(SQLSTATE 42P01\).*no run was started.*pg-rekey rotate/s),
+      });
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      holder.release();
+    }
+    expect((await db.pool.query(`SELECT count(*)::int AS n FROM pgrekey.runs WHERE kind = 'rotate'`)).rows[0]).toEqual({ n: 0 });
+  }, 120_000);
+});

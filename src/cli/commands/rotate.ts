@@ -9,6 +9,7 @@ import type { ResolvedTarget } from '../../schema/resolveTarget.js';
 import { selectAnyWorkSql } from '../../rotation/batchSql.js';
 import { abandonOpenRun, joinCommand, startOrJoinRun } from '../../rotation/planRun.js';
 import { selectRangesSql } from '../../rotation/rangesSql.js';
+import { asTargetChanged } from '../../rotation/targetChanged.js';
 import { assertReplicaLagReadable } from '../../rotation/throttle.js';
 import { runRotation, type RotationOutcome, type RotationSettings } from '../../rotation/rotate.js';
 import { CryptoPool, defaultCryptoThreads } from '../../rotation/cryptoPool.js';
@@ -294,7 +295,11 @@ async function rotateWith(
     for (const t of targets) {
       if (hasWork) break;
       stop.signal.throwIfAborted();
-      hasWork = (await pool.query<{ hasWork: boolean }>(selectAnyWorkSql(t, targetVersion))).rows[0]!.hasWork;
+      // The first statement on the table itself: dropped or altered since it was checked, it is named (exit 2), not an internal error.
+      const anyWork = await pool.query<{ hasWork: boolean }>(selectAnyWorkSql(t, targetVersion)).catch((err: unknown) => {
+        throw asTargetChanged(err, t, 'rotate-start');
+      });
+      hasWork = anyWork.rows[0]!.hasWork;
     }
     if (!hasWork) {
       ctx.output.result({ status: 'nothing-to-do', targetKey: targetKeyId }, () => `Nothing to rotate: every value is already under key ${targetKeyId}.`);
