@@ -219,6 +219,18 @@ export function asDatabaseError(err: unknown): unknown {
       cause: err,
     });
   }
+  if (code === SqlState.deadlockDetected || code === SqlState.serializationFailure) {
+    // Another session's doing, not a bug: the server aborted our transaction so
+    // that the other could go on. Rotation batches retry these; a command's
+    // other statements (keys retire's gate reading the targets under the
+    // registry lock, say) end here.
+    return new DatabaseError(
+      `${code === SqlState.deadlockDetected ? 'a deadlock with another session' : 'a conflict with a concurrent transaction'}: ${(err as Error).message} (SQLSTATE ${code}) — ` +
+        "the database rolled the statement's transaction back (nothing of that transaction was written) so that another session's could go on, " +
+        'e.g. an application migration locking the same tables in the opposite order. Run the command again once that session is done',
+      { cause: err },
+    );
+  }
   if (code === SqlState.tooManyConnections) {
     // max_connections, or the role's or database's CONNECTION LIMIT: most often
     // reached by rotate, whose every worker holds a connection of its own.
