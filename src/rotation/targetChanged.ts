@@ -1,5 +1,5 @@
 /**
- * What a rotate, its dry run or a verify reports when its target table
+ * What a rotate, its dry run, a verify or a count by key reports when its target table
  * changed under it — dropped, renamed, its key-version column dropped (a
  * `migrate down` from another host), its column's type changed: a clear
  * TargetError naming the table instead of an "internal error" (exit 70, "a
@@ -22,7 +22,7 @@ const TARGET_CHANGED = new Set([
 ]);
 
 /** The command whose statement on the target failed: what was lost, and how to go on, differ. */
-export type TargetChangedDuring = 'rotate' | 'rotate-start' | 'dry-run' | 'verify';
+export type TargetChangedDuring = 'rotate' | 'rotate-start' | 'dry-run' | 'verify' | 'key-count';
 
 const CONSEQUENCES: Record<TargetChangedDuring, { while: string; then: string }> = {
   rotate: {
@@ -39,6 +39,10 @@ const CONSEQUENCES: Record<TargetChangedDuring, { while: string; then: string }>
     while: 'this dry run read it',
     then: 'Nothing was written, and the report is incomplete. Put the table back as the config names it (or fix the config), then run "pg-rekey rotate --dry-run" again',
   },
+  'key-count': {
+    while: 'its values were counted by key',
+    then: 'Nothing was changed (no key was retired). Put the table back as the config names it (or fix the config), then run the command again',
+  },
   verify: {
     while: 'this verify read it',
     then:
@@ -49,12 +53,13 @@ const CONSEQUENCES: Record<TargetChangedDuring, { while: string; then: string }>
 
 /**
  * Maps an error of a statement on `target`'s table (a batch read, the
- * compare-and-swap UPDATE, a verify chunk, a hint repair) to a TargetError
+ * compare-and-swap UPDATE, a verify chunk, a hint repair, the count by key of
+ * `keys list` and `keys retire`) to a TargetError
  * when the table changed under `during`; any other error is returned
  * unchanged. For a rotate, only the batch in flight was lost: the statements
  * are read-only or inside the batch's transaction.
  */
-export function asTargetChanged(err: unknown, target: ResolvedTarget, during: TargetChangedDuring = 'rotate'): unknown {
+export function asTargetChanged(err: unknown, target: Pick<ResolvedTarget, 'name'>, during: TargetChangedDuring = 'rotate'): unknown {
   const code = sqlstateOf(err);
   if (code === undefined || !TARGET_CHANGED.has(code)) return err;
   const { while: when, then } = CONSEQUENCES[during];

@@ -6,6 +6,7 @@ import { TargetError } from '../errors.js';
 import { sqlstateOf } from '../db/sqlstate.js';
 import type { TargetConfig } from '../config/loadConfig.js';
 import { targetName } from '../config/loadConfig.js';
+import { asTargetChanged } from '../rotation/targetChanged.js';
 import { assertKeyVersionGuards } from './keyVersionGuards.js';
 
 /** The key-version column that indexes the work for encrypted column `column` (DESIGN §3). */
@@ -57,7 +58,8 @@ export async function keyUsage(db: Queryable, schema: string, targets: readonly 
             `${targetName(target)}.${column} has no key-version column — run "pg-rekey target add" for it, then "pg-rekey migrate up"`,
           );
         }
-        throw err;
+        // Dropped or renamed since it was asserted (the count waited for its lock): named, not an internal error.
+        throw asTargetChanged(err, { name: targetName(target) }, 'key-count');
       }
       const entry: ColumnUsage = { target: targetName(target), column, byKey: {}, unknown: 0 };
       for (const r of rows) {
