@@ -33,7 +33,7 @@ const CONSEQUENCES: Record<TargetChangedDuring, { while: string; then: string }>
   },
   'rotate-start': {
     while: 'this rotation started',
-    then: 'Nothing was written: no run was started. Put the table back as the config names it (or fix the config), then run "pg-rekey rotate" again',
+    then: 'No run was started and no value was changed. Put the table back as the config names it (or fix the config), then run "pg-rekey rotate" again',
   },
   'dry-run': {
     while: 'this dry run read it',

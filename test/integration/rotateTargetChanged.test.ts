@@ -133,7 +133,7 @@ describe('a target table dropped while rotate starts, before a run exists', () =
       const result = await cli.done;
       expect({ code: result.code, stderr: result.stderr }).toMatchObject({
         code: 2,
-        stderr: expect.stringMatching(/public\.people changed while this rotation started: .*\(SQLSTATE 42P01\).*no run was started.*pg-rekey rotate/s),
+        stderr: expect.stringMatching(/public\.people changed while this rotation started: .*\(SQLSTATE 42P01\).*no run was started.*pg-rekey rotate/is),
       });
     } finally {
       await holder.query('ROLLBACK').catch(() => undefined);
