@@ -10,6 +10,7 @@ import { countAlreadyDoneSql, selectBatchSql, selectValueBytesSql, type RowKey }
 import { batchLength, rowKeyAt, sliceBatch, toReadBatch } from './readRows.js';
 import type { BatchTransformer } from './rotateRange.js';
 import { asTargetChanged } from './targetChanged.js';
+import type { Throttle } from './throttle.js';
 import type { RotateFailureReason } from './transformBatch.js';
 
 /** What a rotation would do to one target. */
@@ -41,7 +42,9 @@ const MAX_LISTED_FAILURES = 100;
  * Scans one target in key order, batch by batch (no long snapshot), and
  * reports. Its batches are sized as a rotation's, under the same byte budget
  * (batchBudget.ts). An aborted `stop` ends the scan between batches, as it
- * ends a rotation.
+ * ends a rotation. A `throttle` (--max-rate, --pause-ms) paces its batches as
+ * it paces a rotation's: a rehearsal on a busy primary reads no faster than
+ * the real run would.
  */
 export async function dryRunTarget(
   pool: pg.Pool,
@@ -51,6 +54,7 @@ export async function dryRunTarget(
   transform: BatchTransformer,
   stop?: AbortSignal,
   batchMaxBytes = DEFAULT_BATCH_MAX_BYTES,
+  throttle?: Throttle,
 ): Promise<DryRunTargetReport> {
   const report: DryRunTargetReport = {
     target: target.name,
@@ -70,6 +74,8 @@ export async function dryRunTarget(
   const budget = new BatchBudget(batchSize, batchMaxBytes);
   const nothingTaken = { rows: 0, bytes: 0 };
   for (;;) {
+    // Checked after the throttle's wait, which a stop cuts short, as a rotation does.
+    await throttle?.beforeBatch();
     if (stop?.aborted) {
       report.complete = false;
       return report;
@@ -114,6 +120,7 @@ export async function dryRunTarget(
       report.alreadyDone = (await pool.query<{ alreadyDone: number }>(countAlreadyDoneSql(target, targetVersion)).catch(changed)).rows[0]!.alreadyDone;
       return report;
     }
+    await throttle?.afterBatch(batchLength(batch));
     after = rowKeyAt(batch, batchLength(batch) - 1);
   }
 }

@@ -189,6 +189,23 @@ describe('rotate --dry-run, stopped', () => {
   }, 120_000);
 });
 
+describe('rotate --dry-run, throttled', () => {
+  // A DBA rehearses on the primary with the options of the real run. A batch
+  // of 10 rows at 1 row/s, or a 10 s pause after it, keeps the dry run on its
+  // first batch past its --max-duration: it stops there (exit 75), having read
+  // 10 of the 200 rows. Before, it ignored both and read the whole table at
+  // full speed (a fraction of a second), exit 0.
+  it.each([
+    ['--max-rate', '1'],
+    ['--pause-ms', '10000'],
+  ])('%s %s paces it as it paces a rotation: at --max-duration it has examined its first batch only', async (flag, value) => {
+    const { ws } = await freshRotation(`dry_${flag.slice(2, 7)}`, 200);
+    const result = await ws.run(['rotate', '--dry-run', '--batch-size', '10', '--workers', '1', flag, value, '--max-duration', '6s', '--json']);
+    expectExit(result, 75);
+    expect(JSON.parse(result.stdout)).toMatchObject({ dryRun: true, status: 'stopped', targets: [{ target: 'public.people', complete: false, examined: 10 }] });
+  }, 120_000);
+});
+
 describe('stopping during the start-up', () => {
   /** Holds an ACCESS EXCLUSIVE lock on people, as a long migration would, until the returned release(). */
   async function lockPeople(pool: pg.Pool): Promise<() => Promise<void>> {

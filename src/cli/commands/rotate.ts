@@ -106,12 +106,12 @@ export function rotateCommand(wrap: Wrap): CommandModule {
           'crypto-threads',
           wholeNumberOption('crypto-threads', { min: 0, max: MAX_CRYPTO_THREADS, default: defaultCryptoThreads(), describe: 'Worker threads for decrypt + encrypt (0: on the main thread)' }),
         )
-        .option('dry-run', { type: 'boolean', default: false, describe: 'Read and decrypt everything, write nothing; report what would change' })
+        .option('dry-run', { type: 'boolean', default: false, describe: 'Read and decrypt everything, write nothing; report what would change (paced by --max-rate and --pause-ms like a rotation)' })
         .option('on-error', { choices: ['continue', 'abort'] as const, default: 'continue' as const, describe: 'On an undecryptable value: record it and go on, or stop' })
         .option('max-duration', { type: 'string', describe: 'Stop cleanly after this long (e.g. 5m) and exit 75; run again to continue' })
         .option('max-rate', wholeNumberOption('max-rate', { min: 1, describe: 'At most this many rows per second' }))
         .option('pause-ms', wholeNumberOption('pause-ms', { min: 0, describe: 'Pause between batches, in milliseconds' }))
-        .option('max-replica-lag', { type: 'string', describe: 'Wait while a streaming replica lags more than this (e.g. 10s); needs pg_monitor or pg_read_all_stats' })
+        .option('max-replica-lag', { type: 'string', describe: 'Wait while a streaming replica lags more than this (e.g. 10s); needs pg_monitor or pg_read_all_stats. Not applied by --dry-run, which writes nothing' })
         .option('lock-timeout', { type: 'string', default: '5s', describe: 'lock_timeout of each batch; timed-out batches are retried' })
         .option('statement-timeout', { type: 'string', default: '60s', describe: 'statement_timeout of each batch' })
         .option('lease', {

@@ -7,6 +7,7 @@ import { UsageError } from '../../errors.js';
 import type { CryptoPool } from '../../rotation/cryptoPool.js';
 import { dryRunTarget, type DryRunTargetReport } from '../../rotation/dryRun.js';
 import type { RotationSettings } from '../../rotation/rotate.js';
+import { Throttle } from '../../rotation/throttle.js';
 import type { ResolvedTarget } from '../../schema/resolveTarget.js';
 import type { CommandContext } from '../context.js';
 import { ExitCode } from '../exitCodes.js';
@@ -36,7 +37,7 @@ export function dryRunUntilStopped(
     ctx,
     settings.maxDurationMs,
     sessionOptions,
-    (session, { targets }, stop) => dryRun(ctx, session, argv, targets, cryptoPool, stop.signal),
+    (session, { targets }, stop) => dryRun(ctx, session, argv, targets, settings, cryptoPool, stop.signal),
     () =>
       ctx.output.result(
         { dryRun: true, status: 'stopped', targetKey: null, targets: [] },
@@ -54,6 +55,7 @@ async function dryRun(
   session: Session,
   argv: DryRunArgs,
   targets: ResolvedTarget[],
+  settings: RotationSettings,
   cryptoPool: CryptoPool | undefined,
   stop: AbortSignal,
 ) {
@@ -66,10 +68,15 @@ async function dryRun(
   // From here a stop is taken between batches, like a rotation's, so the counts so far can be reported.
   session.endStartUp();
   ctx.output.info(`Dry run to key ${targetKeyId}: reading ${targets.map((t) => t.name).join(', ')}; nothing will be written.`);
+  // Rehearsed on a busy primary with the real run's options, its reads are
+  // paced as the rotation's batches would be. --max-replica-lag is left out:
+  // a dry run writes nothing, so it adds no replication lag to wait for.
+  const throttle = new Throttle({ maxRate: settings.maxRate, pauseMs: settings.pauseMs }, session.pool, () => stop.aborted, ctx.logger);
+  if (settings.maxReplicaLagMs !== undefined) ctx.output.info('--max-replica-lag does not apply to a dry run: it writes nothing, so it adds no replication lag.');
   const reports: DryRunTargetReport[] = [];
   for (const t of targets) {
     if (stop.aborted) break;
-    reports.push(await dryRunTarget(session.pool, t, version, argv.batchSize, transform, stop));
+    reports.push(await dryRunTarget(session.pool, t, version, argv.batchSize, transform, stop, undefined, throttle));
   }
   const notRead = targets.slice(reports.length).map((t) => t.name);
   const stopped = notRead.length > 0 || reports.some((r) => !r.complete);
