@@ -137,6 +137,8 @@ const MAX_LISTED_WINDOWS = 1_000;
  * the table's end are taken from the gaps between windows, so N rows are
  * checked whenever the table has them. A window of large values is read and
  * handed on in pieces under the scan's byte budget (see the top of this file).
+ * `sizes.chunkRows` applies to that whole-table read only: a window is one
+ * short transaction of at most 100 rows anyway.
  */
 export async function readSampleRows(
   client: pg.ClientBase,
@@ -144,7 +146,7 @@ export async function readSampleRows(
   spec: SampleSpec,
   seed: number,
   onRows: OnRows,
-  sizes: Omit<ScanSizes, 'chunkRows'> = {},
+  sizes: ScanSizes = {},
 ): Promise<SampleReport> {
   let estimate = Number((await client.query<{ tuples: number }>(selectRowEstimateSql({ schema: target.schema, name: target.table }))).rows[0]?.tuples ?? -1);
   // reltuples is -1 before the first ANALYZE; then count once (a seq scan, no decryption).

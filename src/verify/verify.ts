@@ -130,9 +130,11 @@ export async function runVerify(input: VerifyInput): Promise<VerifyOutcome> {
         read += rows.length;
         input.onProgress?.(target.name, read);
       };
-      const budget = { pageMaxBytes: input.pageMaxBytes };
-      if (input.sample) samples[target.name] = await readSampleRows(reader, target, input.sample, seed, onRows, budget);
-      else await readAllRows(reader, target, onRows, input.chunkRows ? { chunkRows: input.chunkRows, ...budget } : budget);
+      // A sample that covers the whole table is a full scan: it keeps --chunk-rows too,
+      // or it read the table in chunks of the default size whatever the flag said.
+      const sizes = input.chunkRows ? { chunkRows: input.chunkRows, pageMaxBytes: input.pageMaxBytes } : { pageMaxBytes: input.pageMaxBytes };
+      if (input.sample) samples[target.name] = await readSampleRows(reader, target, input.sample, seed, onRows, sizes);
+      else await readAllRows(reader, target, onRows, sizes);
       await verifier.finish();
       examined += read;
       problems += verifier.problems;
