@@ -103,21 +103,27 @@ function markResumedSql(schema: string, runId: number): Sql {
 }
 
 /**
- * An emergency rotation that joins an open run (`rotate --emergency --reason`
- * while a scheduled or manual run of the same key is unfinished) makes it an
- * emergency run, with the reason added to the one recorded: joined silently,
- * the audit trail would show no emergency rotation at all. While the run is
- * open its row may still change; it is hashed into the chain when it finishes.
+ * Records a joining process's --reason (and --emergency) on the open run it
+ * joins: the run's reason stays the starter's, with the joiner's added after it
+ * (`; joined: …`, or `; emergency: …`), unless the run records it already (a
+ * host resuming with the command it started with). An emergency rotation that
+ * joins a scheduled or manual run of the same key makes it an emergency run.
+ * Joined silently, the audit trail would show no emergency rotation at all, and
+ * lost the reason an operator typed. While the run is open its row may still
+ * change; it is hashed into the chain when it finishes.
  */
-function markEmergencySql(schema: string, runId: number, reason: string | undefined): Sql {
+function recordJoinSql(schema: string, runId: number, join: { emergency: boolean; reason: string | undefined }): Sql {
   return sql(
     `UPDATE ${quoteIdent(schema)}.runs
-        SET trigger = 'emergency',
-            reason = CASE WHEN $2::text IS NULL OR reason = $2::text THEN reason
+        SET trigger = CASE WHEN $3 THEN 'emergency' ELSE trigger END,
+            reason = CASE WHEN $2::text IS NULL THEN reason
                           WHEN reason IS NULL THEN $2::text
-                          ELSE reason || '; emergency: ' || $2::text END
-      WHERE id = $1 AND trigger <> 'emergency'`,
-    [runId, reason ?? null],
+                          -- Already recorded, as the starter's reason or a joiner's ("; "-separated).
+                          WHEN EXISTS (SELECT 1 FROM pg_catalog.unnest(ARRAY['', 'joined: ', 'emergency: ']) AS p(label)
+                                        WHERE pg_catalog.strpos('; ' || reason || '; ', '; ' || p.label || $2::text || '; ') > 0) THEN reason
+                          ELSE reason || CASE WHEN $3 THEN '; emergency: ' ELSE '; joined: ' END || $2::text END
+      WHERE id = $1`,
+    [runId, join.reason ?? null, join.emergency],
   );
 }
 
@@ -263,7 +269,9 @@ export async function startOrJoinRun(
             );
           } else {
             assertSamePolicy(open, run.options);
-            if (run.trigger === 'emergency') await client.query(markEmergencySql(schema, open.id, run.reason));
+            if (run.trigger === 'emergency' || run.reason !== undefined) {
+              await client.query(recordJoinSql(schema, open.id, { emergency: run.trigger === 'emergency', reason: run.reason }));
+            }
             await client.query(markResumedSql(schema, open.id));
             return { id: open.id, targetKeyId: open.targetKey, joined: true };
           }

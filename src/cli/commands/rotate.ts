@@ -119,7 +119,7 @@ export function rotateCommand(wrap: Wrap): CommandModule {
           default: '30s',
           describe: `How long a range stays claimed without progress before another worker takes it over (at least ${MIN_LEASE_MS / 1000}s; keep it above the time one batch takes)`,
         })
-        .option('reason', { type: 'string', coerce: givenOnce('reason'), describe: 'Why this rotation runs (recorded in the audit trail)' })
+        .option('reason', { type: 'string', coerce: givenOnce('reason'), describe: 'Why this rotation runs (recorded in the audit trail; joining an unfinished run adds it to the run\'s reason)' })
         .option('encrypt-legacy', {
           type: 'boolean',
           default: false,
