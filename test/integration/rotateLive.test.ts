@@ -191,18 +191,21 @@ describe('rotate --dry-run, stopped', () => {
 
 describe('rotate --dry-run, throttled', () => {
   // A DBA rehearses on the primary with the options of the real run. A batch
-  // of 10 rows at 1 row/s, or a 10 s pause after it, keeps the dry run on its
+  // of 20 rows at 1 row/s, or a 60 s pause after it, keeps the dry run on its
   // first batch past its --max-duration: it stops there (exit 75), having read
-  // 10 of the 200 rows. Before, it ignored both and read the whole table at
-  // full speed (a fraction of a second), exit 0.
+  // 20 of the 200 rows. Before, it ignored both and read the whole table at
+  // full speed (a fraction of a second), exit 0. The 12 s leave a loaded
+  // machine ample time for start-up and the first batch; the waits (20 s,
+  // 60 s) are far longer, so no second batch can begin. --lease is raised
+  // because rotate refuses waits above half a lease.
   it.each([
     ['--max-rate', '1'],
-    ['--pause-ms', '10000'],
+    ['--pause-ms', '60000'],
   ])('%s %s paces it as it paces a rotation: at --max-duration it has examined its first batch only', async (flag, value) => {
     const { ws } = await freshRotation(`dry_${flag.slice(2, 7)}`, 200);
-    const result = await ws.run(['rotate', '--dry-run', '--batch-size', '10', '--workers', '1', flag, value, '--max-duration', '6s', '--json']);
+    const result = await ws.run(['rotate', '--dry-run', '--batch-size', '20', '--workers', '1', '--lease', '5m', flag, value, '--max-duration', '12s', '--json']);
     expectExit(result, 75);
-    expect(JSON.parse(result.stdout)).toMatchObject({ dryRun: true, status: 'stopped', targets: [{ target: 'public.people', complete: false, examined: 10 }] });
+    expect(JSON.parse(result.stdout)).toMatchObject({ dryRun: true, status: 'stopped', targets: [{ target: 'public.people', complete: false, examined: 20 }] });
   }, 120_000);
 });
 
