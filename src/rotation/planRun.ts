@@ -197,14 +197,22 @@ const VALUE_POLICY = [
   { option: 'onError', describe: (v: unknown) => `with --on-error ${String(v)}`, flag: (v: unknown) => (v === 'abort' ? ['--on-error abort'] : []), fallback: 'continue' },
 ] as const;
 
+/** A --target filter as a shell word: single-quoted unless it is plain (a quoted table name, say). */
+function shellWord(text: string): string {
+  return /^[A-Za-z0-9_.:@%+=\/-]+$/.test(text) ? text : `'${text.replaceAll("'", `'\\''`)}'`;
+}
+
 /**
  * The command that joins or resumes a run to `targetKey` with these options
- * (a run's recorded ones): with its value options, or the join would be refused.
+ * (a run's recorded ones): with its value options and the --target filters it
+ * was started with (`target`), or the join would be refused — a run of some
+ * columns cannot be joined by a rotate of every column (RunConflictError).
  */
 export function joinCommand(targetKey: string | null | undefined, options: Record<string, unknown> | null | undefined): string {
   const recorded = options ?? {};
   const flags = VALUE_POLICY.flatMap((p) => p.flag(recorded[p.option] ?? p.fallback));
-  return ['pg-rekey rotate', ...(targetKey ? [`--to ${targetKey}`] : []), ...flags].join(' ');
+  const filters = Array.isArray(recorded.target) ? recorded.target.map((f) => `--target ${shellWord(String(f))}`) : [];
+  return ['pg-rekey rotate', ...(targetKey ? [`--to ${targetKey}`] : []), ...filters, ...flags].join(' ');
 }
 
 /** Refuses to join an open run whose value policy (VALUE_POLICY) differs from this process's, naming each difference. */

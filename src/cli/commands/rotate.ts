@@ -188,7 +188,7 @@ function rotateUntilStopped(
       ctx.output.result(
         { status: 'stopped', runId: null },
         () =>
-          `Stopped during start-up: this process changed no value. Run "${joinCommand(argv.to, { encryptLegacy: argv.encryptLegacy, onError: argv.onError })}" again to rotate.`,
+          `Stopped during start-up: this process changed no value. Run "${joinCommand(argv.to, { encryptLegacy: argv.encryptLegacy, onError: argv.onError, target: argv.target })}" again to rotate.`,
       ),
   );
 }
@@ -322,7 +322,8 @@ async function rotateWith(
       trigger: argv.emergency ? 'emergency' : due ? 'scheduled' : 'manual',
       reason: argv.reason,
       actor: session.actor,
-      options: { batchSize, workers: argv.workers, onError: argv.onError, encryptLegacy: argv.encryptLegacy },
+      // The --target filters, so that the command given to resume or join the run (joinCommand) names the same columns.
+      options: { batchSize, workers: argv.workers, onError: argv.onError, encryptLegacy: argv.encryptLegacy, target: argv.target },
       abandonOpenRun: argv.abandonOpenRun,
     },
     targets,
@@ -355,7 +356,7 @@ async function rotateWith(
     progress.stop();
   }
   ctx.output.result({ targetKey: targetKeyId, ...outcome }, () =>
-    formatOutcome(targetKeyId, outcome, joinCommand(targetKeyId, { encryptLegacy: argv.encryptLegacy, onError: argv.onError })),
+    formatOutcome(targetKeyId, outcome, joinCommand(targetKeyId, { encryptLegacy: argv.encryptLegacy, onError: argv.onError, target: argv.target })),
   );
   switch (outcome.status) {
     case 'succeeded':
