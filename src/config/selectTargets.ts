@@ -14,12 +14,22 @@ export interface SelectedTargets {
 export function selectTargets(targets: readonly TargetConfig[], filters: readonly string[] | undefined): SelectedTargets {
   if (targets.length === 0) throw new UsageError('no targets configured — add one with "pg-rekey target add"');
   if (!filters || filters.length === 0) return { chosen: [...targets], partial: false };
-  const matches = (t: TargetConfig, c: string) =>
-    filters.some((f) => f === `${t.table}.${c}` || f === `${t.schema}.${t.table}.${c}` || f === t.table || f === `${t.schema}.${t.table}`);
+  const names = (f: string, t: TargetConfig, c: string) =>
+    f === `${t.table}.${c}` || f === `${t.schema}.${t.table}.${c}` || f === t.table || f === `${t.schema}.${t.table}`;
+  // Each filter must name something: one with a typo among others that match
+  // would otherwise be dropped, and the command would report success on fewer
+  // columns than were asked for.
+  const unmatched = filters.filter((f) => !targets.some((t) => t.columns.some((c) => names(f, t, c))));
+  if (unmatched.length > 0) {
+    throw new UsageError(
+      `--target ${unmatched.join(', ')} ${unmatched.length === 1 ? 'matches' : 'match'} no configured target column — ` +
+        'name a configured table.column, schema.table.column or table (see "targets" in the config file)',
+    );
+  }
+  const matches = (t: TargetConfig, c: string) => filters.some((f) => names(f, t, c));
   const chosen = targets
     .map((t) => ({ ...t, columns: t.columns.filter((c) => matches(t, c)) }))
     .filter((t) => t.columns.length > 0);
-  if (chosen.length === 0) throw new UsageError(`--target ${filters.join(', ')} matches no configured target column`);
   const count = (list: readonly TargetConfig[]) => list.reduce((n, t) => n + t.columns.length, 0);
   return { chosen, partial: count(chosen) < count(targets) };
 }

@@ -139,4 +139,16 @@ describe('several targets in several formats', () => {
     await expectTargetUnder(TARGETS[0]!, 'k1');
     await expectTargetUnder(TARGETS[2]!, 'k1');
   });
+
+  test('a --target that names no configured column exits 2 before anything is written, even beside one that does', async () => {
+    const runs = async () => (await db.current.pool.query('SELECT count(*)::int AS n FROM pgrekey.runs')).rows[0].n;
+    const before = await runs();
+    for (const command of [['rotate', '--to', 'k3'], ['rotate', '--to', 'k3', '--dry-run'], ['verify']]) {
+      const result = await project.cli([...command, '--target', 'app.tokens.token', '--target', 'billing.cards.pn']);
+      expect(result.code, `${command.join(' ')}: ${result.stdout}${result.stderr}`).toBe(2);
+      expect(result.stderr).toContain('--target billing.cards.pn matches no configured target column');
+    }
+    expect(await runs()).toBe(before);
+    await expectTargetUnder(TARGETS[1]!, 'k2');
+  });
 });
