@@ -1,3 +1,4 @@
+import { formatQualifiedName } from '../db/quote.js';
 import { UsageError } from '../errors.js';
 import type { TargetConfig } from './loadConfig.js';
 
@@ -14,8 +15,10 @@ export interface SelectedTargets {
 export function selectTargets(targets: readonly TargetConfig[], filters: readonly string[] | undefined): SelectedTargets {
   if (targets.length === 0) throw new UsageError('no targets configured — add one with "pg-rekey target add"');
   if (!filters || filters.length === 0) return { chosen: [...targets], partial: false };
+  // Also `schema.table.column` as runs record their columns (a name quoted where SQL needs it), which joinCommand hands back.
   const names = (f: string, t: TargetConfig, c: string) =>
-    f === `${t.table}.${c}` || f === `${t.schema}.${t.table}.${c}` || f === t.table || f === `${t.schema}.${t.table}`;
+    f === `${t.table}.${c}` || f === `${t.schema}.${t.table}.${c}` || f === t.table || f === `${t.schema}.${t.table}` ||
+    f === `${formatQualifiedName({ schema: t.schema, name: t.table })}.${c}`;
   // Each filter must name something: one with a typo among others that match
   // would otherwise be dropped, and the command would report success on fewer
   // columns than were asked for.

@@ -270,9 +270,12 @@ export async function startOrJoinRun(
             // its row); after this no batch of it can commit (lockRunSql).
             await client.query(abandonRunSql(schema, open.id, run.reason));
           } else if (conflicts) {
+            // Of other columns than this rotate's — started with --target, or before a target was
+            // added to the config — it is joined only by naming its columns: its recorded filters, else the columns themselves.
+            const join = sameColumns || Array.isArray(open.options?.target) ? open.options : { ...open.options, target: open.targets };
             throw new RunConflictError(
               `rotation run ${open.id} to key ${open.targetKey} (${open.targets.join(', ')}) is unfinished — ` +
-                `finish it first with "${joinCommand(open.targetKey, open.options)}"${sameColumns ? '' : ' and the same targets'}, ` +
+                `finish it first with "${joinCommand(open.targetKey, join)}", ` +
                 `or abandon it with --abandon-open-run (an emergency rollback)`,
             );
           } else {

@@ -78,11 +78,21 @@ type RunRow = Omit<RunStatus, 'runId' | 'targets' | 'workers' | 'storedStatus' |
   readAt: Date;
   /** The options the run was started with (--encrypt-legacy, --on-error…). */
   options: Record<string, unknown> | null;
+  /** Its columns, "schema.table.column" (runs.targets). */
+  columns: string[] | null;
 };
 
-/** What `status` tells the user about a run no process is working on: the command that resumes it, with the run's value options. */
-const stoppedNote = (targetKey: string | null, options: Record<string, unknown> | null) =>
-  `stopped: no worker holds a lease — run "${joinCommand(targetKey, options)}" to resume`;
+/**
+ * What `status` tells the user about a run no process is working on: the
+ * command that resumes it, with the run's value options and --target filters.
+ * A run of other columns than `configured` (the config's now: a target was
+ * added since it started) is joined only by naming its columns.
+ */
+function stoppedNote(run: Pick<RunRow, 'targetKey' | 'options' | 'columns'>, configured: readonly string[] | undefined): string {
+  const sameColumns = configured === undefined || [...configured].sort().join() === [...(run.columns ?? [])].sort().join();
+  const options = sameColumns || Array.isArray(run.options?.target) ? run.options : { ...run.options, target: run.columns };
+  return `stopped: no worker holds a lease — run "${joinCommand(run.targetKey, options)}" to resume`;
+}
 
 /**
  * An open run's status as `status` shows it. Nothing writes `stopped` to the
@@ -103,14 +113,15 @@ function deriveRunStatus(storedStatus: string, liveLeases: number): string {
 /**
  * Reads a rotation run's progress: the given run, or the latest rotation. Null
  * when there is none; a UsageError when `runId` does not exist or is not a rotation.
+ * `configured`: the config's columns ("schema.table.column"), for the command a stopped run's note gives.
  */
-export async function readRunStatus(db: Queryable, schema: string, runId?: number): Promise<RunStatus | null> {
+export async function readRunStatus(db: Queryable, schema: string, runId?: number, configured?: readonly string[]): Promise<RunStatus | null> {
   const s = quoteIdent(schema);
   const run = (
     await db.query<RunRow>(
       sql(
         `SELECT id::int, kind, status, target_key AS "targetKey", trigger, reason, started_at AS "startedAt", finished_at AS "finishedAt",
-                summary->'resumed' AS resumed, now() AS "readAt", options
+                summary->'resumed' AS resumed, now() AS "readAt", options, targets AS columns
            FROM ${s}.runs WHERE ${runId === undefined ? `kind = 'rotate'` : 'id = $1'} ORDER BY id DESC LIMIT 1`,
         runId === undefined ? [] : [runId],
       ),
@@ -200,7 +211,7 @@ export async function readRunStatus(db: Queryable, schema: string, runId?: numbe
     runId: run.id,
     status,
     storedStatus: run.status,
-    note: status === 'stopped' ? stoppedNote(run.targetKey, run.options) : null,
+    note: status === 'stopped' ? stoppedNote(run, configured) : null,
     targetKey: run.targetKey,
     trigger: run.trigger,
     reason: run.reason,

@@ -151,4 +151,37 @@ describe('several targets in several formats', () => {
     expect(await runs()).toBe(before);
     await expectTargetUnder(TARGETS[1]!, 'k2');
   });
+
+  test('a run left open when a target was added to the config is finished by the command its refusal gives', async () => {
+    const cli = await startCli(asWorkspace(), ['rotate', '--to', 'k3', '--batch-size', '10', '--max-rate', '20']);
+    await waitForStderr(cli, /Started rotation run \d+/);
+    cli.child.kill('SIGTERM');
+    expect((await cli.done).code).toBe(75);
+    // Meanwhile another encrypted table is configured and migrated.
+    await db.current.pool.query('CREATE TABLE app.secrets (id int PRIMARY KEY, secret text)');
+    await db.current.pool.query('INSERT INTO app.secrets VALUES (1, $1)', [
+      codecOf('fernet').encrypt('app.secrets.secret#1', { keyId: 'k1' }),
+    ]);
+    for (const args of [['target', 'add', '--table', 'app.secrets', '--columns', 'secret', '--format', 'fernet'], ['migrate', 'up']]) {
+      const r = await project.cli(args);
+      expect(r.code, r.stderr).toBe(0);
+    }
+    // status names the open run's columns, which a rotate of every target configured now would not be.
+    const status = await project.cli(['status', '--json']);
+    const columns = TARGETS.flatMap((t) => t.columns.map((c) => `--target ${t.table}.${c}`)).join(' ');
+    expect(jsonOf(status).note).toBe(`stopped: no worker holds a lease — run "pg-rekey rotate --to k3 ${columns}" to resume`);
+    // A rotate of every target configured now is another run: refused, naming the command that finishes the open one.
+    const refused = await project.cli(['rotate', '--to', 'k3']);
+    expect(refused.code, refused.stderr).toBe(4);
+    const finish = /finish it first with "pg-rekey ([^"]+)"/.exec(refused.stderr)?.[1];
+    expect(finish, refused.stderr).toBeDefined();
+    const finished = await project.cli([...finish!.split(' '), '--json']);
+    expect(finished.code, finished.stdout + finished.stderr).toBe(0);
+    expect(jsonOf(finished)).toMatchObject({ status: 'succeeded', failed: 0 });
+    for (const t of TARGETS) await expectTargetUnder(t, 'k3');
+    // Then the new target gets its own run.
+    const rest = await project.cli(['rotate', '--to', 'k3', '--json']);
+    expect(rest.code, rest.stdout + rest.stderr).toBe(0);
+    await expectTargetUnder({ table: 'app.secrets', columns: ['secret'], format: 'fernet' }, 'k3');
+  });
 });

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Argv, CommandModule } from 'yargs';
+import { formatQualifiedName } from '../../db/quote.js';
 import { readRunStatus, type RunStatus } from '../../rotation/runStatus.js';
 import { ExitCode } from '../exitCodes.js';
 import { formatTable } from '../output.js';
@@ -25,8 +26,10 @@ export function statusCommand(wrap: Wrap): CommandModule {
     handler: wrap<StatusArgs>(async (ctx, argv) =>
       withSession(ctx, { keys: false }, async (session) => {
         let stoppedBefore = false;
+        // As runs record their columns (ResolvedTarget.name), so a run of others is resumed by naming its own.
+        const configured = session.config.targets.flatMap((t) => t.columns.map((c) => `${formatQualifiedName({ schema: t.schema, name: t.table })}.${c}`));
         for (;;) {
-          const status = await readRunStatus(session.pool, session.schema, argv.run);
+          const status = await readRunStatus(session.pool, session.schema, argv.run, configured);
           if (!status) {
             ctx.output.result({ run: null }, () => 'No rotation has run yet.');
             return ExitCode.OK;
