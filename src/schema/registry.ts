@@ -30,6 +30,11 @@ export interface KeyIdentity {
    * new id is the same key, and registering it is refused.
    */
   derivedPerId?: boolean;
+  /**
+   * Fingerprints of the other spellings of the same key (keySpellings.ts):
+   * a registration of any of them under another id is this key too.
+   */
+  aliases?: readonly string[];
 }
 
 const KEY_COLUMNS = `version, key_id AS "keyId", fingerprint, state, is_primary AS "isPrimary",
@@ -61,14 +66,18 @@ export async function listRegisteredKeys(db: Queryable, schema: string): Promise
 /**
  * Throws KeyMismatchError for the first configured key whose fingerprint
  * differs from its registration, or that is not registered yet but has the
- * fingerprint of a key registered under another id — a leaked or retired
- * secret pasted under a new name, which a rotation would "rotate" to.
+ * fingerprint (or an alias's: another spelling of the same key) of a key
+ * registered under another id — a leaked or retired secret pasted under a new
+ * name, which a rotation would "rotate" to.
  */
 export function assertKeysMatch(configured: readonly KeyIdentity[], registered: readonly RegisteredKey[]): void {
   for (const key of configured) {
     const known = registered.find((r) => r.keyId === key.id);
     if (known && known.fingerprint !== key.fingerprint) throw new KeyMismatchError(key.id);
-    const twin = known || key.derivedPerId ? undefined : registered.find((r) => r.fingerprint === key.fingerprint);
+    const twin =
+      known || key.derivedPerId
+        ? undefined
+        : registered.find((r) => r.fingerprint === key.fingerprint || (key.aliases?.includes(r.fingerprint) ?? false));
     if (twin) throw new KeyMismatchError(key.id, twin);
   }
 }
