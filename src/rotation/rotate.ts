@@ -6,6 +6,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { quoteIdent } from '../db/quote.js';
+import { closeSilentConnections } from '../db/silentConnections.js';
 import { LeaseLostError } from '../errors.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
 import { abortRunSql, claimRangeSql, finishRunSql, releaseRangeSql, selectRangesSql, selectRunProgressSql, type BatchCounts, type ClaimedRange } from './rangesSql.js';
@@ -69,6 +70,13 @@ export interface RotationOutcome {
   changedHere: number;
   durationMs: number;
 }
+
+/**
+ * How much longer than the batches' statement_timeout a connection may stay
+ * silent before it is presumed dead: the server's own cancel, and its answer's
+ * trip back, come well within it.
+ */
+const SILENCE_GRACE_MS = 10_000;
 
 /** A range's counters as selectRangesSql returns them. */
 type RangeRow = BatchCounts & { target: string };
@@ -174,6 +182,14 @@ export async function runRotation(input: RunRotationInput): Promise<RotationOutc
   // "Possible EventTarget memory leak detected" on stderr.
   const wakeOnStop = () => rangeEnded.ring();
   input.signal?.addEventListener('abort', wakeOnStop, { once: true });
+  // A network path that black-holes leaves a statement waiting for an answer
+  // that never comes, and the workers (and a stop, taken between batches)
+  // with it. Every statement of the batches is bounded by the server's
+  // statement_timeout, and the others here are short: a connection silent
+  // well beyond it is dead, and is closed so the batch fails over (retried
+  // on a fresh connection, or handed back at a stop). With no
+  // statement_timeout (0) a long statement is legitimate, and nothing is closed.
+  const silence = closeSilentConnections(pool, settings.statementTimeoutMs > 0 ? settings.statementTimeoutMs + SILENCE_GRACE_MS : undefined);
   try {
     await Promise.all(
       Array.from({ length: Math.max(1, settings.workers) }, () =>
@@ -183,6 +199,7 @@ export async function runRotation(input: RunRotationInput): Promise<RotationOutc
       ),
     );
   } finally {
+    silence.detach();
     input.signal?.removeEventListener('abort', wakeOnStop);
   }
   if (failure) throw failure.error;
