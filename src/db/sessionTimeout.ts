@@ -37,7 +37,7 @@ const TIMEOUTS: Record<string, Omit<SessionTimeout, 'sqlstate'>> = {
   },
   '25P03': {
     what: 'the database ended the session',
-    why: 'a transaction stayed idle longer than the idle_in_transaction_session_timeout set for pg-rekey\'s role or database',
+    why: "a transaction stayed idle longer than the idle_in_transaction_session_timeout set for pg-rekey's role or database (rotate batches: --statement-timeout, whose batches are retried on a fresh connection — after their retries, the network to the server is failing)",
     setting: 'idle_in_transaction_session_timeout',
   },
   // PostgreSQL 14+. pg-rekey's pooled connections sit idle between batches

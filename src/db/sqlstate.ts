@@ -17,6 +17,7 @@ export const SqlState = {
   crashShutdown: '57P02',
   cannotConnectNow: '57P03',
   idleSessionTimeout: '57P05',
+  idleInTransactionTimeout: '25P03',
   undefinedTable: '42P01',
   undefinedColumn: '42703',
   undefinedSchema: '3F000',
@@ -112,10 +113,12 @@ export function isRetryable(err: unknown): boolean {
 }
 
 /**
- * The server ended the session (class 57P, FATAL): shut down or terminated
+ * The server ended the session (FATAL, class 57P and 25P03): shut down or terminated
  * (57P01, also pg_terminate_backend), crashed (57P02), starting up or down
  * (57P03), or idle longer than the role's or database's idle_session_timeout
- * (57P05, PostgreSQL 14+). 57P05 comes back to a statement sent on a pooled
+ * (57P05, PostgreSQL 14+), or idle inside a transaction longer than
+ * idle_in_transaction_session_timeout (25P03; rotate's batches set it, see
+ * rotateRange's idleTimeoutOf). 57P05 comes back to a statement sent on a pooled
  * connection the server had just ended, and failed a rotate as an internal
  * error (exit 70); a fresh connection is the cure, as for the others.
  */
@@ -124,6 +127,7 @@ const SESSION_ENDED = new Set<string>([
   SqlState.crashShutdown,
   SqlState.cannotConnectNow,
   SqlState.idleSessionTimeout,
+  SqlState.idleInTransactionTimeout,
 ]);
 
 /**

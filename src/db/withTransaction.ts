@@ -18,6 +18,13 @@ export interface TransactionOptions {
   lockTimeoutMs?: number;
   /** SET LOCAL statement_timeout: cancel any statement running longer (57014 after). */
   statementTimeoutMs?: number;
+  /**
+   * SET LOCAL idle_in_transaction_session_timeout: the server ends the session
+   * (FATAL 25P03) when the client sends nothing for this long inside the
+   * transaction — a client cut off by the network, whose transaction would
+   * otherwise keep its locks until the server's TCP gives up, hours later.
+   */
+  idleInTransactionTimeoutMs?: number;
   /** Marks the transaction as pg-rekey setting key-version hints, which the guard triggers then keep (keyVersionWriter.ts). */
   writesKeyVersions?: boolean;
 }
@@ -56,6 +63,7 @@ export async function withTransaction<T>(
 ): Promise<T> {
   assertTimeout('lockTimeoutMs', options.lockTimeoutMs);
   assertTimeout('statementTimeoutMs', options.statementTimeoutMs);
+  assertTimeout('idleInTransactionTimeoutMs', options.idleInTransactionTimeoutMs);
   const owned = isPool(target);
   const client: pg.PoolClient | pg.Client = owned ? await target.connect() : target;
   // Set when the connection can no longer be trusted; passed to release() to destroy it.
@@ -97,6 +105,9 @@ function beginStatements(options: TransactionOptions): string {
   const statements = [`BEGIN ISOLATION LEVEL ${isolation}${options.readOnly ? ' READ ONLY' : ''}`];
   if (options.lockTimeoutMs !== undefined) statements.push(`SET LOCAL lock_timeout = '${options.lockTimeoutMs}ms'`);
   if (options.statementTimeoutMs !== undefined) statements.push(`SET LOCAL statement_timeout = '${options.statementTimeoutMs}ms'`);
+  if (options.idleInTransactionTimeoutMs !== undefined) {
+    statements.push(`SET LOCAL idle_in_transaction_session_timeout = '${options.idleInTransactionTimeoutMs}ms'`);
+  }
   if (options.writesKeyVersions) statements.push(MARK_KEY_VERSION_WRITER);
   return statements.join('; ');
 }

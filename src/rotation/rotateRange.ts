@@ -179,6 +179,20 @@ function stopAware(env: RangeWorkerEnv): RetryPolicy {
   return { ...env.retry, giveUp: env.shouldStop };
 }
 
+/**
+ * How long a batch's transaction may sit idle before the server ends it. A
+ * worker cut off mid-batch by a network that black-holes (no RST) leaves its
+ * transaction open, holding the batch's rows and its range's row: the lease
+ * expires, but another worker's claim skips the locked range (SKIP LOCKED) and
+ * the run could not finish until the server's TCP gave up — hours with the
+ * kernel's keepalive defaults. A batch sends its statements back to back, so
+ * idling as long as one statement may run means its client is gone. None when
+ * --statement-timeout is 0 (and a setting for the role then applies).
+ */
+function idleTimeoutOf(env: RangeWorkerEnv): number | undefined {
+  return env.statementTimeoutMs > 0 ? env.statementTimeoutMs : undefined;
+}
+
 /** Hands the range back at a stop, so the next worker need not wait for its lease to expire. */
 async function handBack(env: RangeWorkerEnv, range: ClaimedRange): Promise<'stopped'> {
   await withRetry(() => env.pool.query(releaseRangeSql(env.schema, range)), env.retry);
@@ -226,7 +240,7 @@ function readBatch(
       if (keep === batchLength(read)) return { reread, keyset: read, exhausted: keep < limit };
       return { reread, keyset: sliceBatch(read, keep), exhausted: false };
     },
-    { readOnly: true, lockTimeoutMs: env.lockTimeoutMs, statementTimeoutMs: env.statementTimeoutMs },
+    { readOnly: true, lockTimeoutMs: env.lockTimeoutMs, statementTimeoutMs: env.statementTimeoutMs, idleInTransactionTimeoutMs: idleTimeoutOf(env) },
   );
 }
 
@@ -346,6 +360,6 @@ async function commitBatch(
       }
       return { counts, recheck, done: advance.done };
     },
-    { lockTimeoutMs: env.lockTimeoutMs, statementTimeoutMs: env.statementTimeoutMs, writesKeyVersions: true },
+    { lockTimeoutMs: env.lockTimeoutMs, statementTimeoutMs: env.statementTimeoutMs, idleInTransactionTimeoutMs: idleTimeoutOf(env), writesKeyVersions: true },
   );
 }

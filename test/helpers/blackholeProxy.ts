@@ -13,6 +13,8 @@ export interface BlackholeProxy {
   readonly url: string;
   /** Stops forwarding (both ways, old and new connections) without closing anything. */
   blackhole(): void;
+  /** Black-holes right after forwarding the next client bytes that contain `marker` (a statement's text). */
+  blackholeAfter(marker: string): Promise<void>;
   /** Delivers what was held back and forwards again. */
   restore(): void;
   close(): Promise<void>;
@@ -24,6 +26,7 @@ export async function startBlackholeProxy(upstreamUrl: string): Promise<Blackhol
   const upstream = { port: Number(target.port), host: target.hostname };
   let holding = false;
   const held: Array<() => void> = [];
+  let trap: { marker: string; sprung: () => void } | undefined;
   const sockets = new Set<net.Socket>();
   const forward = (to: net.Socket, chunk: Buffer) => {
     if (holding) held.push(() => to.write(chunk));
@@ -32,7 +35,14 @@ export async function startBlackholeProxy(upstreamUrl: string): Promise<Blackhol
   const server = net.createServer((client) => {
     const server = net.connect(upstream.port, upstream.host);
     sockets.add(client).add(server);
-    client.on('data', (chunk) => forward(server, chunk));
+    client.on('data', (chunk) => {
+      forward(server, chunk);
+      if (trap && !holding && chunk.includes(trap.marker)) {
+        holding = true;
+        trap.sprung();
+        trap = undefined;
+      }
+    });
     server.on('data', (chunk) => forward(client, chunk));
     // A close is passed on only while the path works: a black hole swallows FINs and RSTs too.
     const close = () => {
@@ -55,6 +65,11 @@ export async function startBlackholeProxy(upstreamUrl: string): Promise<Blackhol
     url: url.toString(),
     blackhole() {
       holding = true;
+    },
+    blackholeAfter(marker) {
+      return new Promise<void>((resolve) => {
+        trap = { marker, sprung: resolve };
+      });
     },
     restore() {
       holding = false;

@@ -45,3 +45,45 @@ it('SIGTERM while the network black-holes: rotate exits (69 or 75) in bounded ti
   expect(await expectAllUnderKey(db.pool, 'new')).toBe(ROWS);
   await expectEachRewrittenOnce(db.pool, ROWS);
 }, 300_000);
+
+it('a worker black-holed inside a batch does not keep its range (and the run) from another process; its late commit is fenced', async () => {
+  const { db, ws } = await fresh('blackhole_takeover', ROWS);
+  await countRewrites(db.pool);
+  const proxy = await startBlackholeProxy(ws.env.DATABASE_URL!);
+  try {
+    const throughProxy = { ...ws, env: { ...ws.env, DATABASE_URL: proxy.url } };
+    // The path dies just after a batch's checkpoint write reached the server: its
+    // transaction holds the range's row and the batch's rows, and its client is gone.
+    const stalled = proxy.blackholeAfter('batches_committed = batches_committed + 1');
+    const a = await startCli(throughProxy, ['rotate', '--workers', '1', '--crypto-threads', '0', '--batch-size', '100', '--lease', '2s', '--statement-timeout', '5s']);
+    await stalled;
+    await waitForIdleInTransaction(db.pool);
+    // Another host, connected directly, takes the range over once the lease has expired.
+    const b = await ws.run(['rotate', '--lease', '2s'], { timeoutMs: 90_000 });
+    expect(b.timedOut, `the other process waited for the stalled worker's range\n${b.stderr}`).toBe(false);
+    expectExit(b, 0);
+    // The path comes back: whatever the stalled worker still sends must not rewrite anything.
+    proxy.restore();
+    const late = await a.done;
+    expect(late.stderr).not.toMatch(/^\s+at /m);
+    expect([0, 4, 69, 75], late.stderr).toContain(late.code);
+  } finally {
+    proxy.restore();
+    await proxy.close();
+  }
+  expect(await expectAllUnderKey(db.pool, 'new')).toBe(ROWS);
+  await expectEachRewrittenOnce(db.pool, ROWS);
+}, 300_000);
+
+/** Resolves once a pg-rekey session sits idle in a transaction (the stalled batch), within 20 s. */
+async function waitForIdleInTransaction(pool: import('pg').Pool): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const { rows } = await pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pg-rekey' AND state = 'idle in transaction'`,
+    );
+    if (rows[0]!.n > 0) return;
+    if (Date.now() > deadline) throw new Error('no pg-rekey session is idle in a transaction');
+    await sleep(50);
+  }
+}
