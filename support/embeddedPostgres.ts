@@ -20,6 +20,11 @@ export interface EmbeddedServer {
   isRunning(): boolean;
   /** Fast shutdown, then immediate if it takes too long. Idempotent. */
   stop(): Promise<void>;
+  /**
+   * Stops the server as stop() does, runs `between` (the server is down: connections
+   * are refused), and starts it again on the same port and data directory.
+   */
+  restart(between?: () => Promise<void>): Promise<void>;
 }
 
 /** How to start it. */
@@ -128,15 +133,22 @@ export async function startEmbeddedPostgres(options: EmbeddedServerOptions): Pro
       log(`embedded postgres attempt ${attempt} on port ${port} failed`);
       continue;
     }
-    const child = (pg as unknown as { process?: ChildProcess }).process;
-    if (child) {
-      running.add(child);
-      child.once('exit', () => running.delete(child));
-    }
+    // The postmaster of the current start (restart() starts another on the same port).
+    let child: ChildProcess | undefined;
+    const track = () => {
+      const current = (pg as unknown as { process?: ChildProcess }).process;
+      child = current;
+      if (current) {
+        running.add(current);
+        current.once('exit', () => running.delete(current));
+      }
+    };
+    track();
     const isRunning = (): boolean => child !== undefined && child.exitCode === null && child.signalCode === null;
     const stop = async (): Promise<void> => {
-      if (!isRunning() || child === undefined) return;
-      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      const current = child;
+      if (!isRunning() || current === undefined) return;
+      const exited = new Promise<void>((resolve) => current.once('exit', () => resolve()));
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<'timeout'>((resolve) => {
         timer = setTimeout(() => resolve('timeout'), STOP_TIMEOUT_MS);
@@ -146,7 +158,7 @@ export async function startEmbeddedPostgres(options: EmbeddedServerOptions): Pro
       const outcome = await Promise.race([Promise.all([exited, stopped]).then(() => 'exited' as const), timedOut]);
       clearTimeout(timer);
       if (outcome === 'timeout') {
-        child.kill('SIGQUIT');
+        current.kill('SIGQUIT');
         await exited;
       }
     };
@@ -154,9 +166,18 @@ export async function startEmbeddedPostgres(options: EmbeddedServerOptions): Pro
     return {
       adminUrl: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
       port,
-      pid: child?.pid,
+      get pid() {
+        return child?.pid;
+      },
       isRunning,
       stop: () => (stopping ??= stop()),
+      async restart(between) {
+        await (stopping ??= stop());
+        await between?.();
+        await pg.start();
+        track();
+        stopping = undefined;
+      },
     };
   }
   throw new Error(`could not start the embedded PostgreSQL after ${START_ATTEMPTS} attempts`);
