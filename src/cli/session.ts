@@ -11,6 +11,7 @@ import { otherSpellings } from '../crypto/keySpellings.js';
 import { resolveKeys, type ResolvedKey } from '../crypto/keySources.js';
 import { connectSetupFailureOf, type ConnectSetupFailure } from '../db/connectFailure.js';
 import { cancelStatementsOnAbort } from '../db/cancelOnAbort.js';
+import { closeSilentConnectionsOnStop } from '../db/silentConnections.js';
 import { createPool } from '../db/pool.js';
 import { sessionTimeoutOf } from '../db/sessionTimeout.js';
 import { classifySqlState, isConnectionError, SqlState, sqlstateOf } from '../db/sqlstate.js';
@@ -274,6 +275,13 @@ export function asDatabaseError(err: unknown): unknown {
 }
 
 /**
+ * After a stop, how long a connection may stay silent before it is presumed
+ * dead and closed: ample for a cancelled statement's answer (or a batch or
+ * page finishing) to come back over a working network.
+ */
+const STOP_SILENCE_MS = 30_000;
+
+/**
  * The start-up every database command shares, in this order: open a pool,
  * check the pg_rekey schema is current (SchemaMissing/Incompatible → exit 3),
  * resolve the configured keys and fingerprint them, check every fingerprint
@@ -295,6 +303,9 @@ export async function withSession<T, Checked = undefined>(
     logger: ctx.logger,
   });
   const canceller = options.stopSignal ? cancelStatementsOnAbort(pool, options.stopSignal) : undefined;
+  // The cancel above, and a batch or page finishing, need the server to answer:
+  // when the network path has died, a stop still ends the command (exit 69).
+  const stopWatch = options.stopSignal ? closeSilentConnectionsOnStop(pool, options.stopSignal, STOP_SILENCE_MS) : undefined;
   // A stop between steps is honoured before the next one starts (nothing is written after it).
   const checkStop = () => options.stopSignal?.throwIfAborted();
   try {
@@ -389,6 +400,7 @@ export async function withSession<T, Checked = undefined>(
     throw asDatabaseError(err);
   } finally {
     canceller?.detach();
+    stopWatch?.detach();
     await pool.end();
   }
 }

@@ -3,8 +3,9 @@
  * black-holes (a NAT, firewall or load balancer silently dropping the flow)
  * sends no RST, so a statement waiting for its answer would wait for ever —
  * TCP keepalive and retransmission give up only after many minutes, or hours
- * with the kernel's defaults — and a stop (SIGTERM, --max-duration), taken
- * at the next batch boundary, would never come.
+ * with the kernel's defaults — and so would a stop (SIGTERM, --max-duration),
+ * which is taken between statements, and whose cancel request needs a new
+ * connection over the same dead path.
  */
 import type { Socket } from 'node:net';
 import type pg from 'pg';
@@ -26,6 +27,55 @@ function silenceError(silentMs: number): Error {
   return Object.assign(error, { code: 'ETIMEDOUT' });
 }
 
+const socketOf = (client: pg.PoolClient) => (client as unknown as { connection?: { stream?: Socket } }).connection?.stream;
+
+/**
+ * The watch itself: the socket of each checked-out client gets an idle timeout
+ * of `silentMs` once `arm()` is called (at once if `armed`); on it, the socket
+ * is destroyed, its statement fails with silenceError, and the pool drops the
+ * client. Released clients are not watched: they idle in the pool legitimately.
+ */
+function watchSilence(pool: pg.Pool, silentMs: number, armed: boolean): SilenceWatch & { arm(): void } {
+  const busy = new Set<Socket>();
+  // One 'timeout' listener per socket (setTimeout's callback would add one at every checkout).
+  const listening = new WeakSet<Socket>();
+  const onAcquire = (client: pg.PoolClient) => {
+    const socket = socketOf(client);
+    if (!socket) return;
+    if (!listening.has(socket)) {
+      listening.add(socket);
+      socket.on('timeout', () => {
+        if (armed && busy.has(socket)) socket.destroy(silenceError(silentMs));
+      });
+    }
+    busy.add(socket);
+    if (armed) socket.setTimeout(silentMs);
+  };
+  const unwatch = (client: pg.PoolClient) => {
+    const socket = socketOf(client);
+    if (!socket || !busy.delete(socket)) return;
+    socket.setTimeout(0);
+  };
+  const onRelease = (_err: Error | undefined, client: pg.PoolClient) => unwatch(client);
+  pool.on('acquire', onAcquire);
+  pool.on('release', onRelease);
+  pool.on('remove', unwatch);
+  return {
+    arm() {
+      armed = true;
+      for (const socket of busy) socket.setTimeout(silentMs);
+    },
+    detach() {
+      pool.off('acquire', onAcquire);
+      pool.off('release', onRelease);
+      pool.off('remove', unwatch);
+      for (const socket of busy) socket.setTimeout(0);
+      busy.clear();
+      armed = false;
+    },
+  };
+}
+
 /**
  * While attached, a connection of `pool` that is checked out and exchanges no
  * byte with the server for `silentMs` is closed: its statement fails as a
@@ -37,40 +87,25 @@ function silenceError(silentMs: number): Error {
  */
 export function closeSilentConnections(pool: pg.Pool, silentMs: number | undefined): SilenceWatch {
   if (silentMs === undefined || silentMs > MAX_TIMER_MS) return { detach() {} };
-  const socketOf = (client: pg.PoolClient) => (client as unknown as { connection?: { stream?: Socket } }).connection?.stream;
-  // Socket timeouts of checked-out clients; one 'timeout' listener per socket
-  // (setTimeout's callback would add one at every checkout).
-  const watched = new Set<Socket>();
-  const listening = new WeakSet<Socket>();
-  const onAcquire = (client: pg.PoolClient) => {
-    const socket = socketOf(client);
-    if (!socket) return;
-    if (!listening.has(socket)) {
-      listening.add(socket);
-      socket.on('timeout', () => {
-        if (watched.has(socket)) socket.destroy(silenceError(silentMs));
-      });
-    }
-    watched.add(socket);
-    socket.setTimeout(silentMs);
-  };
-  const unwatch = (client: pg.PoolClient) => {
-    const socket = socketOf(client);
-    if (!socket) return;
-    watched.delete(socket);
-    socket.setTimeout(0);
-  };
-  const onRelease = (_err: Error | undefined, client: pg.PoolClient) => unwatch(client);
-  pool.on('acquire', onAcquire);
-  pool.on('release', onRelease);
-  pool.on('remove', unwatch);
+  return watchSilence(pool, silentMs, true);
+}
+
+/**
+ * Once `signal` aborts (a stop was requested), a connection of `pool` checked
+ * out then or later that stays silent for `silentMs` is closed, as above: a
+ * stop then ends the command in bounded time even when the network path is
+ * dead, whatever statement it was waiting on. Before the stop nothing is
+ * watched, so a statement may run as long as it legitimately takes.
+ */
+export function closeSilentConnectionsOnStop(pool: pg.Pool, signal: AbortSignal, silentMs: number): SilenceWatch {
+  const watch = watchSilence(pool, silentMs, false);
+  const onAbort = () => watch.arm();
+  if (signal.aborted) onAbort();
+  else signal.addEventListener('abort', onAbort, { once: true });
   return {
     detach() {
-      pool.off('acquire', onAcquire);
-      pool.off('release', onRelease);
-      pool.off('remove', unwatch);
-      for (const socket of watched) socket.setTimeout(0);
-      watched.clear();
+      signal.removeEventListener('abort', onAbort);
+      watch.detach();
     },
   };
 }

@@ -1,7 +1,8 @@
 /**
- * The network path to the server black-holes mid-rotation (no RST, no FIN:
- * bytes just stop flowing). A stop must still end rotate in bounded time with
- * a code a deploy hook understands, and the next run must finish the job.
+ * The network path to the server black-holes (no RST, no FIN: bytes just stop
+ * flowing). A stop must still end rotate or verify in bounded time with a code
+ * a deploy hook understands; a worker cut off mid-batch must not keep its range
+ * from the others; and the next run must finish the job.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect, it } from 'vitest';
@@ -87,3 +88,30 @@ async function waitForIdleInTransaction(pool: import('pg').Pool): Promise<void> 
     await sleep(50);
   }
 }
+
+it('SIGTERM to a verify while the network black-holes: it exits 69 in bounded time instead of waiting for ever', async () => {
+  const { ws } = await fresh('blackhole_verify', ROWS);
+  const proxy = await startBlackholeProxy(ws.env.DATABASE_URL!);
+  try {
+    const throughProxy = { ...ws, env: { ...ws.env, DATABASE_URL: proxy.url } };
+    // The path dies as verify opens a read-only transaction (a chunk of its scan): the
+    // statements it waits on, and the cancel a stop sends over a new connection, get no answer.
+    const stalled = proxy.blackholeAfter('READ ONLY');
+    const verify = await startCli(throughProxy, ['verify']);
+    await stalled;
+    verify.child.kill('SIGTERM');
+    // After a stop, a connection silent for 30 s is closed. Before, verify never exited.
+    const killer = setTimeout(() => verify.child.kill('SIGKILL'), 90_000);
+    const result = await verify.done;
+    clearTimeout(killer);
+    expect(result.signal, `verify hung after SIGTERM with the network black-holed\n${result.stderr}`).toBeNull();
+    expect(result.code, result.stderr).toBe(69);
+    expect(result.stderr).toMatch(/database unavailable: the database server did not answer for 30 s/);
+    expect(result.stderr).not.toMatch(/^\s+at /m);
+  } finally {
+    proxy.restore();
+    await proxy.close();
+  }
+  // Nothing of it is left behind: the next verify runs as usual.
+  expectExit(await ws.run(['verify']), 0);
+}, 300_000);
