@@ -4,7 +4,8 @@
  * 57P01, then connections are refused until it is back. rotate rides through
  * or exits 69 (resumable) — never a crash or exit 70 — and the next run
  * finishes with every value rewritten exactly once, its ranges leaving
- * nothing that blocks it or confuses `status`. The server is a private one:
+ * nothing that blocks it or confuses `status`. verify and migrate up (mid
+ * CREATE INDEX CONCURRENTLY) exit 69 and run again cleanly. The server is a private one:
  * the shared test server must not restart under the other test files.
  */
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
@@ -20,6 +21,7 @@ import {
   expectEachRewrittenOnce,
   expectExit,
   prepareRotation,
+  seedPeople,
   startCli,
   waitForStderr,
   type RotationWorkspace,
@@ -109,4 +111,36 @@ it('a server restart under a verify: exit 69 naming the shutdown, no stack trace
   expectExit(migrate, 0);
   // A verify that died recorded nothing: the next one runs as usual.
   expectExit(await ws.run(['verify']), 0);
+}, 120_000);
+
+it('a server restart while migrate up builds an index CONCURRENTLY: exit 69, and the next migrate up leaves a valid index', async () => {
+  await seedPeople(pool, 10, { table: 'accounts' });
+  expectExit(await ws.run(['target', 'add', '--table', 'public.accounts', '--columns', 'email', '--format', 'django-fernet-v1']), 0);
+  // An open snapshot in the database: CREATE INDEX CONCURRENTLY waits for it before it completes.
+  const snapshot = await pool.connect();
+  snapshot.on('error', () => undefined);
+  await snapshot.query('BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1');
+  const migrate = await startCli(ws, ['migrate', 'up']);
+  for (;;) {
+    const { rows } = await pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE query ILIKE 'CREATE INDEX CONCURRENTLY%' AND wait_event_type = 'Lock'`,
+    );
+    if (rows[0]!.n > 0) break;
+    await sleep(50);
+  }
+  await server.restart(() => sleep(2000));
+  snapshot.release(true);
+  const first = await migrate.done;
+  expect(first.code, first.stderr).toBe(69);
+  expect(first.stderr).toMatch(/database unavailable: .*\(SQLSTATE 57P01\)/);
+  expect(first.stderr).not.toMatch(/^\s+at /m);
+  const second = await ws.run(['migrate', 'up']);
+  expectExit(second, 0);
+  const { rows } = await pool.query(
+    `SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'public.accounts'::regclass ORDER BY 1`,
+  );
+  expect(rows.map((r: { relname: string }) => r.relname)).toContain('accounts_pkey');
+  expect(rows).toHaveLength(2);
+  expect(rows.every((r: { indisvalid: boolean }) => r.indisvalid)).toBe(true);
+  expectExit(await ws.run(['migrate', 'status']), 0);
 }, 120_000);
