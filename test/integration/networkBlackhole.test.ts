@@ -47,6 +47,31 @@ it('SIGTERM while the network black-holes: rotate exits (69 or 75) in bounded ti
   await expectEachRewrittenOnce(db.pool, ROWS);
 }, 300_000);
 
+it('no stop, the network black-holed for good: rotate gives up with exit 69 instead of waiting for ever', async () => {
+  const { db, ws } = await fresh('blackhole_no_stop', ROWS);
+  const proxy = await startBlackholeProxy(ws.env.DATABASE_URL!);
+  try {
+    const throughProxy = { ...ws, env: { ...ws.env, DATABASE_URL: proxy.url } };
+    // The path dies as a batch's checkpoint write goes out; nobody sends a signal (a cron job without a timeout).
+    const stalled = proxy.blackholeAfter('batches_committed = batches_committed + 1');
+    const cli = await startCli(throughProxy, ['rotate', '--workers', '2', '--batch-size', '100', '--lease', '2s', '--statement-timeout', '5s']);
+    await stalled;
+    // Silent for --statement-timeout + 10 s: closed; the retries' connects time out (10 s each). Before, it never exited.
+    const killer = setTimeout(() => cli.child.kill('SIGKILL'), 150_000);
+    const result = await cli.done;
+    clearTimeout(killer);
+    expect(result.signal, `rotate waited for ever on a black-holed network\n${result.stderr}`).toBeNull();
+    expect(result.code, result.stderr).toBe(69);
+    expect(result.stderr).toMatch(/database unavailable/);
+    expect(result.stderr).not.toMatch(/^\s+at /m);
+  } finally {
+    proxy.restore();
+    await proxy.close();
+  }
+  expectExit(await ws.run(['rotate', '--lease', '2s']), 0);
+  expect(await expectAllUnderKey(db.pool, 'new')).toBe(ROWS);
+}, 300_000);
+
 it('a worker black-holed inside a batch does not keep its range (and the run) from another process; its late commit is fenced', async () => {
   const { db, ws } = await fresh('blackhole_takeover', ROWS);
   await countRewrites(db.pool);
