@@ -9,6 +9,8 @@ import { afterEach, expect } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import { createDualKeyWorkspace, dualKeyCodec, plaintextsOf, seedPeople } from '../../support/referenceWorkload.js';
 import { runCli, type CliResult } from './cli.js';
+import { startOrJoinRun } from '../../src/rotation/planRun.js';
+import { resolveTarget, type ResolvedTarget } from '../../src/schema/resolveTarget.js';
 
 export { NEW_SECRET, OLD_SECRET, plaintextsOf, seedPeople } from '../../support/referenceWorkload.js';
 
@@ -167,4 +169,39 @@ export function useFreshRotations(): (label: string, rows: number) => Promise<{ 
     workspaces.push(ws);
     return { db, ws };
   };
+}
+
+/**
+ * What tests that drive runRotation directly (no CLI) need, once `keys add
+ * new` and `keys add old` have run: people's email and mobno resolved as the
+ * library resolves a target, the 'new' key's version, and the start (or join)
+ * of a manual run rotating them from 'old' to 'new'.
+ */
+export async function peopleRunParts(pool: pg.Pool): Promise<{
+  target: ResolvedTarget;
+  version: number;
+  startRun: (on?: pg.Pool) => ReturnType<typeof startOrJoinRun>;
+}> {
+  const target = await resolveTarget(
+    pool,
+    { schema: 'public', table: 'people', key: undefined, columns: ['email', 'mobno'], format: 'django-fernet-v1' },
+    { requireVersionColumns: true, registrySchema: 'pgrekey' },
+  );
+  const version = (await pool.query<{ version: number }>(`SELECT version FROM pgrekey.keys WHERE key_id = 'new'`)).rows[0]!.version;
+  const startRun = (on: pg.Pool = pool) =>
+    startOrJoinRun(
+      on,
+      'pgrekey',
+      {
+        targetKeyId: 'new',
+        sourceKeyIds: ['old'],
+        columns: ['public.people.email', 'public.people.mobno'],
+        trigger: 'manual',
+        reason: undefined,
+        actor: { osUser: 'test', host: 'test' },
+        options: {},
+      },
+      [target],
+    );
+  return { target, version, startRun };
 }

@@ -8,14 +8,12 @@
  */
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { startOrJoinRun } from '../../src/rotation/planRun.js';
 import { dryRunTarget } from '../../src/rotation/dryRun.js';
 import { runRotation, type RotationSettings } from '../../src/rotation/rotate.js';
 import type { BatchTransformer } from '../../src/rotation/rotateRange.js';
 import { batchLength, type ReadBatch } from '../../src/rotation/readRows.js';
 import { transformBatch } from '../../src/rotation/transformBatch.js';
-import { resolveTarget, type ResolvedTarget } from '../../src/schema/resolveTarget.js';
-import { bothKeysCodec, countRewrites, expectEachRewrittenOnce, expectExit, plaintextsOf, useFreshRotations } from '../helpers/rotationFixture.js';
+import { bothKeysCodec, countRewrites, expectEachRewrittenOnce, expectExit, plaintextsOf, useFreshRotations, peopleRunParts } from '../helpers/rotationFixture.js';
 
 const fresh = useFreshRotations();
 
@@ -47,12 +45,7 @@ async function largeRotation(label: string, rows: number, large: (id: number) =>
   const ids = Array.from({ length: rows }, (_, i) => i + 1).filter(large);
   const docs = ids.map((id) => codec.encrypt(documentOf(id), { keyId: 'old' }));
   await db.pool.query(`UPDATE people p SET email = u.e FROM unnest($1::bigint[], $2::text[]) AS u(id, e) WHERE p.id = u.id`, [ids, docs]);
-  const target: ResolvedTarget = await resolveTarget(
-    db.pool,
-    { schema: 'public', table: 'people', key: undefined, columns: ['email', 'mobno'], format: 'django-fernet-v1' },
-    { requireVersionColumns: true, registrySchema: 'pgrekey' },
-  );
-  const version = (await db.pool.query<{ version: number }>(`SELECT version FROM pgrekey.keys WHERE key_id = 'new'`)).rows[0]!.version;
+  const { target, version, startRun } = await peopleRunParts(db.pool);
   const batches: { ids: number[]; bytes: number }[] = [];
   const transform: BatchTransformer = async (_t, batch: ReadBatch) => {
     let bytes = 0;
@@ -60,21 +53,6 @@ async function largeRotation(label: string, rows: number, large: (id: number) =>
     batches.push({ ids: batch.keys[0]!.map(Number), bytes });
     return transformBatch(batch, { codec, targetKeyId: 'new', targetVersion: version });
   };
-  const startRun = () =>
-    startOrJoinRun(
-      db.pool,
-      'pgrekey',
-      {
-        targetKeyId: 'new',
-        sourceKeyIds: ['old'],
-        columns: ['public.people.email', 'public.people.mobno'],
-        trigger: 'manual',
-        reason: undefined,
-        actor: { osUser: 'test', host: 'test' },
-        options: {},
-      },
-      [target],
-    );
   const rotate = async (over: Partial<RotationSettings>, through: BatchTransformer = transform) => {
     const run = await startRun();
     return runRotation({ pool: db.pool, schema: 'pgrekey', targetVersion: version, targets: [target], runId: run.id, transform: through, settings: settings(over), owner: 'p' });

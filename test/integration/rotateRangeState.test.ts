@@ -19,8 +19,8 @@ import { readRunStatus } from '../../src/rotation/runStatus.js';
 import { describeRecords, listHistory } from '../../src/schema/history.js';
 import type { BatchTransformer } from '../../src/rotation/rotateRange.js';
 import { transformBatch } from '../../src/rotation/transformBatch.js';
-import { resolveTarget, type ResolvedTarget } from '../../src/schema/resolveTarget.js';
-import { bothKeysCodec, countRewrites, expectAllUnderKey, expectEachRewrittenOnce, expectExit, useFreshRotations } from '../helpers/rotationFixture.js';
+import type { ResolvedTarget } from '../../src/schema/resolveTarget.js';
+import { bothKeysCodec, countRewrites, expectAllUnderKey, expectEachRewrittenOnce, expectExit, useFreshRotations, peopleRunParts } from '../helpers/rotationFixture.js';
 import { waitForLockWait } from '../helpers/database.js';
 
 const fresh = useFreshRotations();
@@ -40,29 +40,9 @@ async function rotationOf(label: string, rows: number) {
   const { db, ws } = await fresh(label, rows);
   expectExit(await ws.run(['keys', 'add', 'new']), 0);
   expectExit(await ws.run(['keys', 'add', 'old']), 0);
-  const target: ResolvedTarget = await resolveTarget(
-    db.pool,
-    { schema: 'public', table: 'people', key: undefined, columns: ['email', 'mobno'], format: 'django-fernet-v1' },
-    { requireVersionColumns: true, registrySchema: 'pgrekey' },
-  );
-  const version = (await db.pool.query<{ version: number }>(`SELECT version FROM pgrekey.keys WHERE key_id = 'new'`)).rows[0]!.version;
+  const { target, version, startRun } = await peopleRunParts(db.pool);
   const codec = await bothKeysCodec();
   const transform: BatchTransformer = async (_t, batch) => transformBatch(batch, { codec, targetKeyId: 'new', targetVersion: version });
-  const startRun = (pool: pg.Pool = db.pool) =>
-    startOrJoinRun(
-      pool,
-      'pgrekey',
-      {
-        targetKeyId: 'new',
-        sourceKeyIds: ['old'],
-        columns: ['public.people.email', 'public.people.mobno'],
-        trigger: 'manual',
-        reason: undefined,
-        actor: { osUser: 'test', host: 'test' },
-        options: {},
-      },
-      [target],
-    );
   const rotation = { schema: 'pgrekey', targetVersion: version, targets: [target] };
   return { db, target, transform, startRun, rotation };
 }

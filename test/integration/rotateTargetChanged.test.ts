@@ -13,13 +13,11 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TargetError } from '../../src/errors.js';
-import { startOrJoinRun } from '../../src/rotation/planRun.js';
 import { runRotation } from '../../src/rotation/rotate.js';
 import type { BatchTransformer } from '../../src/rotation/rotateRange.js';
 import { transformBatch } from '../../src/rotation/transformBatch.js';
-import { resolveTarget } from '../../src/schema/resolveTarget.js';
 import { waitForLockWait } from '../helpers/database.js';
-import { bothKeysCodec, expectAllUnderKey, expectExit, startCli, useFreshRotations } from '../helpers/rotationFixture.js';
+import { bothKeysCodec, expectAllUnderKey, expectExit, startCli, useFreshRotations, peopleRunParts } from '../helpers/rotationFixture.js';
 
 const fresh = useFreshRotations();
 
@@ -68,19 +66,9 @@ describe('a key-version column dropped between a batch\'s read and its write', (
     const { db, ws } = await fresh('kv_dropped_mid_batch', 300);
     expectExit(await ws.run(['keys', 'add', 'new']), 0);
     expectExit(await ws.run(['keys', 'add', 'old']), 0);
-    const target = await resolveTarget(
-      db.pool,
-      { schema: 'public', table: 'people', key: undefined, columns: ['email', 'mobno'], format: 'django-fernet-v1' },
-      { requireVersionColumns: true, registrySchema: 'pgrekey' },
-    );
-    const version = (await db.pool.query<{ version: number }>(`SELECT version FROM pgrekey.keys WHERE key_id = 'new'`)).rows[0]!.version;
+    const { target, version, startRun } = await peopleRunParts(db.pool);
     const codec = await bothKeysCodec();
-    const run = await startOrJoinRun(
-      db.pool,
-      'pgrekey',
-      { targetKeyId: 'new', sourceKeyIds: ['old'], columns: ['public.people.email', 'public.people.mobno'], trigger: 'manual', reason: undefined, actor: { osUser: 'test', host: 'test' }, options: {} },
-      [target],
-    );
+    const run = await startRun();
     // What the target migration's down does, from another host, while the first batch is in the crypto step.
     const dropping: BatchTransformer = async (_t, batch) => {
       await db.pool.query('ALTER TABLE people DROP COLUMN mobno_key_version CASCADE');
