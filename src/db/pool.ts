@@ -3,6 +3,7 @@
  */
 
 import pg from 'pg';
+import { connectTimeoutOf } from './connectTimeout.js';
 
 /** The subset of a pino logger the db layer uses; any pino Logger satisfies it. */
 export interface DbLogger {
@@ -95,7 +96,7 @@ export interface CreatePoolOptions {
   applicationName?: string;
   /** Maximum connections. Default 10 (pg's default); size it to the worker count. */
   max?: number;
-  /** Give up connecting after this long. Default 10 s. */
+  /** Give up connecting after this long. Default: the URL's connect_timeout, else 10 s. */
   connectionTimeoutMillis?: number;
   /** Close connections idle this long. Default 30 s. */
   idleTimeoutMillis?: number;
@@ -107,7 +108,8 @@ export interface CreatePoolOptions {
  * Creates a pg.Pool for `databaseUrl`.
  *
  * Why the settings: a bounded connect timeout so an unreachable server fails
- * the command instead of hanging it; TCP keepalive so a half-dead connection
+ * the command instead of hanging it (the URL's libpq connect_timeout, which
+ * pg's JavaScript client would ignore, else 10 s); TCP keepalive so a half-dead connection
  * behind a NAT or load balancer is noticed during long runs; application_name
  * so pg_stat_activity shows who holds a lock. A parameter given in the URL
  * (e.g. `?application_name=`) wins over these defaults, as pg parses the URL
@@ -125,7 +127,7 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
     connectionString: databaseUrl,
     application_name: options.applicationName ?? 'pg-rekey',
     max: options.max ?? 10,
-    connectionTimeoutMillis: options.connectionTimeoutMillis ?? CONNECT_TIMEOUT_MS,
+    connectionTimeoutMillis: options.connectionTimeoutMillis ?? connectTimeoutOf(databaseUrl) ?? CONNECT_TIMEOUT_MS,
     idleTimeoutMillis: options.idleTimeoutMillis ?? 30_000,
     keepAlive: true,
   });
@@ -145,10 +147,11 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
  * the process alive.
  */
 export async function connectClient(databaseUrl: string, applicationName: string): Promise<pg.Client> {
+  const timeoutMs = connectTimeoutOf(databaseUrl) ?? CONNECT_TIMEOUT_MS;
   const client = new ClosingClient({
     connectionString: databaseUrl,
     application_name: applicationName,
-    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    connectionTimeoutMillis: timeoutMs,
     keepAlive: true,
   });
   client.on('error', ignoreCheckedOutClientError);
@@ -158,7 +161,7 @@ export async function connectClient(databaseUrl: string, applicationName: string
     if ((err as Error)?.message === 'timeout expired') {
       // pg.Client's own wording for connectionTimeoutMillis; say it as pg.Pool does,
       // which is what isConnectionError recognises.
-      throw new Error(`Connection terminated due to connection timeout (no answer within ${CONNECT_TIMEOUT_MS / 1000} s)`, { cause: err });
+      throw new Error(`Connection terminated due to connection timeout (no answer within ${timeoutMs / 1000} s)`, { cause: err });
     }
     throw err;
   }

@@ -12,12 +12,19 @@ import { countRewrites, expectAllUnderKey, expectEachRewrittenOnce, expectExit, 
 const fresh = useFreshRotations();
 const ROWS = 20_000;
 
+/**
+ * The proxy's URL with libpq's connect_timeout at its minimum (2 s), which
+ * pg-rekey honours: the connects a stalled process retries over the dead path
+ * give up sooner than the default 10 s, which would only lengthen these tests.
+ */
+const shortConnects = (url: string) => `${url}${url.includes('?') ? '&' : '?'}connect_timeout=2`;
+
 it('SIGTERM while the network black-holes: rotate exits (69 or 75) in bounded time, the next run completes', async () => {
   const { db, ws } = await fresh('blackhole_sigterm', ROWS);
   await countRewrites(db.pool);
   const proxy = await startBlackholeProxy(ws.env.DATABASE_URL!);
   try {
-    const throughProxy = { ...ws, env: { ...ws.env, DATABASE_URL: proxy.url } };
+    const throughProxy = { ...ws, env: { ...ws.env, DATABASE_URL: shortConnects(proxy.url) } };
     const cli = await startCli(throughProxy, ['rotate', '--workers', '2', '--crypto-threads', '1', '--batch-size', '100', '--max-rate', '2000', '--lease', '2s', '--statement-timeout', '5s']);
     await waitForStderr(cli, /rotation run \d+/);
     // Some batches committed, so the black hole hits a run in full swing.
@@ -30,7 +37,7 @@ it('SIGTERM while the network black-holes: rotate exits (69 or 75) in bounded ti
     cli.child.kill('SIGTERM');
     // Bounded by fixed timeouts, not by the network: the silent connections are closed at
     // --statement-timeout + 10 s, then handing the ranges back gives up after its connect
-    // timeouts (10 s each). Before, the workers waited for ever on their statements.
+    // timeouts (the URL's connect_timeout). Before, the workers waited for ever on their statements.
     const killer = setTimeout(() => cli.child.kill('SIGKILL'), 150_000);
     const result = await cli.done;
     clearTimeout(killer);
@@ -51,12 +58,12 @@ it('no stop, the network black-holed for good: rotate gives up with exit 69 inst
   const { db, ws } = await fresh('blackhole_no_stop', ROWS);
   const proxy = await startBlackholeProxy(ws.env.DATABASE_URL!);
   try {
-    const throughProxy = { ...ws, env: { ...ws.env, DATABASE_URL: proxy.url } };
+    const throughProxy = { ...ws, env: { ...ws.env, DATABASE_URL: shortConnects(proxy.url) } };
     // The path dies as a batch's checkpoint write goes out; nobody sends a signal (a cron job without a timeout).
     const stalled = proxy.blackholeAfter('batches_committed = batches_committed + 1');
     const cli = await startCli(throughProxy, ['rotate', '--workers', '2', '--batch-size', '100', '--lease', '2s', '--statement-timeout', '5s']);
     await stalled;
-    // Silent for --statement-timeout + 10 s: closed; the retries' connects time out (10 s each). Before, it never exited.
+    // Silent for --statement-timeout + 10 s: closed; the retries' connects time out (the URL's connect_timeout). Before, it never exited.
     const killer = setTimeout(() => cli.child.kill('SIGKILL'), 150_000);
     const result = await cli.done;
     clearTimeout(killer);
@@ -77,7 +84,7 @@ it('a worker black-holed inside a batch does not keep its range (and the run) fr
   await countRewrites(db.pool);
   const proxy = await startBlackholeProxy(ws.env.DATABASE_URL!);
   try {
-    const throughProxy = { ...ws, env: { ...ws.env, DATABASE_URL: proxy.url } };
+    const throughProxy = { ...ws, env: { ...ws.env, DATABASE_URL: shortConnects(proxy.url) } };
     // The path dies just after a batch's checkpoint write reached the server: its
     // transaction holds the range's row and the batch's rows, and its client is gone.
     const stalled = proxy.blackholeAfter('batches_committed = batches_committed + 1');
@@ -118,7 +125,7 @@ it('SIGTERM to a verify while the network black-holes: it exits 69 in bounded ti
   const { ws } = await fresh('blackhole_verify', ROWS);
   const proxy = await startBlackholeProxy(ws.env.DATABASE_URL!);
   try {
-    const throughProxy = { ...ws, env: { ...ws.env, DATABASE_URL: proxy.url } };
+    const throughProxy = { ...ws, env: { ...ws.env, DATABASE_URL: shortConnects(proxy.url) } };
     // The path dies as verify opens a read-only transaction (a chunk of its scan): the
     // statements it waits on, and the cancel a stop sends over a new connection, get no answer.
     const stalled = proxy.blackholeAfter('READ ONLY');
