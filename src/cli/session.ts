@@ -7,7 +7,6 @@ import { fingerprintSecretAsync } from '../crypto/fingerprint.js';
 import type { Format } from '../crypto/formats.js';
 import { getFormatHandler } from '../crypto/getFormatHandler.js';
 import { keyringFromResolved, type Keyring } from '../crypto/keyring.js';
-import { otherSpellings } from '../crypto/keySpellings.js';
 import { resolveKeys, type ResolvedKey } from '../crypto/keySources.js';
 import { connectSetupFailureOf, type ConnectSetupFailure } from '../db/connectFailure.js';
 import { cancelStatementsOnAbort } from '../db/cancelOnAbort.js';
@@ -17,6 +16,7 @@ import { sessionTimeoutOf } from '../db/sessionTimeout.js';
 import { classifySqlState, isConnectionError, SqlState, sqlstateOf } from '../db/sqlstate.js';
 import { DatabaseError, PgRekeyError, UsageError } from '../errors.js';
 import {
+  addSpellingAliases,
   assertKeysMatch,
   listRegisteredKeys,
   registerConfiguredKeys,
@@ -162,27 +162,6 @@ export function assertTargetsToCheckKeysAgainst(
   );
 }
 
-/**
- * Gives each configured key not registered yet the fingerprints of its other
- * spellings in the configured formats (keySpellings.ts), so that assertKeysMatch
- * refuses a registered aes-256-gcm key respelled under a new id. Only unregistered
- * keys: a registered one is checked against its own fingerprint, and each alias
- * costs a PBKDF2.
- */
-async function addSpellingAliases(
-  identities: KeyIdentity[],
-  resolved: readonly ResolvedKey[],
-  registry: readonly RegisteredKey[],
-  config: ResolvedConfig,
-): Promise<void> {
-  const formats = [...new Set(config.targets.map((t) => t.format))];
-  for (const [index, key] of resolved.entries()) {
-    if (registry.some((r) => r.keyId === key.id)) continue;
-    const spellings = formats.flatMap((format) => otherSpellings(format, key.secret));
-    if (spellings.length > 0) identities[index]!.aliases = await Promise.all(spellings.map((s) => fingerprintSecretAsync(s)));
-  }
-}
-
 /** The actor of this CLI process: OS user and host (the database user is recorded by the server). */
 export function cliActor(): Actor {
   let osUser: string | null = null;
@@ -321,7 +300,7 @@ export async function withSession<T, Checked = undefined>(
     checkStop();
     const actor = cliActor();
     let registry = await listRegisteredKeys(pool, config.schema);
-    await addSpellingAliases(identities, resolved, registry, config);
+    await addSpellingAliases(identities, resolved, registry, config.targets.map((t) => t.format));
     assertKeysMatch(identities, registry);
     const register = options.register ?? 'none';
     // A registered fingerprint is permanent: a secret that is not a valid key

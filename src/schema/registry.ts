@@ -3,6 +3,10 @@ import { sql, type Sql } from '../db/sql.js';
 import { withTransaction, type Queryable } from '../db/withTransaction.js';
 import { KeyMismatchError, UsageError } from '../errors.js';
 import type { TargetConfig } from '../config/loadConfig.js';
+import { fingerprintSecretAsync } from '../crypto/fingerprint.js';
+import type { Format } from '../crypto/formats.js';
+import type { ResolvedKey } from '../crypto/keySources.js';
+import { otherSpellings } from '../crypto/keySpellings.js';
 import { assertEveryKeyVersionColumnConfigured, keyUsage, type ColumnUsage } from './keyUsage.js';
 import { checkRetireGate, type RetireGate } from './retireGate.js';
 import { insertLifecycleRunSql, type Actor } from './runsSql.js';
@@ -61,6 +65,27 @@ function insertKeySql(schema: string, key: KeyIdentity, primary: boolean): Sql {
 /** Every registered key, oldest first. */
 export async function listRegisteredKeys(db: Queryable, schema: string): Promise<RegisteredKey[]> {
   return (await db.query<RegisteredKey>(selectKeysSql(schema))).rows;
+}
+
+/**
+ * Gives each configured key not registered yet the fingerprints of its other
+ * spellings in the configured `formats` (keySpellings.ts), so that
+ * assertKeysMatch refuses a registered aes-256-gcm key respelled under a new
+ * id. Only unregistered keys: a registered one is checked against its own
+ * fingerprint, and each alias costs a PBKDF2.
+ */
+export async function addSpellingAliases(
+  identities: KeyIdentity[],
+  resolved: readonly ResolvedKey[],
+  registry: readonly RegisteredKey[],
+  formats: readonly Format[],
+): Promise<void> {
+  const distinct = [...new Set(formats)];
+  for (const [index, key] of resolved.entries()) {
+    if (registry.some((r) => r.keyId === key.id)) continue;
+    const spellings = distinct.flatMap((format) => otherSpellings(format, key.secret));
+    if (spellings.length > 0) identities[index]!.aliases = await Promise.all(spellings.map((s) => fingerprintSecretAsync(s)));
+  }
 }
 
 /**

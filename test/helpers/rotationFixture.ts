@@ -10,6 +10,7 @@ import { createTestDatabase, type TestDatabase } from './database.js';
 import { createDualKeyWorkspace, dualKeyCodec, plaintextsOf, seedPeople } from '../../support/referenceWorkload.js';
 import { runCli, type CliResult } from './cli.js';
 import { startOrJoinRun } from '../../src/rotation/planRun.js';
+import type { RotationSettings } from '../../src/rotation/rotate.js';
 import { resolveTarget, type ResolvedTarget } from '../../src/schema/resolveTarget.js';
 
 export { NEW_SECRET, OLD_SECRET, plaintextsOf, seedPeople } from '../../support/referenceWorkload.js';
@@ -205,3 +206,14 @@ export async function peopleRunParts(pool: pg.Pool): Promise<{
     );
   return { target, version, startRun };
 }
+
+/** Settings for tests that call runRotation directly: small batches, one worker, the CLI's timeouts; `over` wins. */
+export const rotationSettings = (over: Partial<RotationSettings> = {}): RotationSettings => ({
+  batchSize: 100,
+  workers: 1,
+  leaseMs: 30_000,
+  lockTimeoutMs: 5000,
+  statementTimeoutMs: 60_000,
+  onError: 'continue',
+  ...over,
+});

@@ -13,21 +13,12 @@ import { runRotation, type RotationSettings } from '../../src/rotation/rotate.js
 import type { BatchTransformer } from '../../src/rotation/rotateRange.js';
 import { batchLength, type ReadBatch } from '../../src/rotation/readRows.js';
 import { transformBatch } from '../../src/rotation/transformBatch.js';
-import { bothKeysCodec, countRewrites, expectEachRewrittenOnce, expectExit, plaintextsOf, useFreshRotations, peopleRunParts } from '../helpers/rotationFixture.js';
+import { bothKeysCodec, countRewrites, expectEachRewrittenOnce, expectExit, plaintextsOf, useFreshRotations, peopleRunParts, rotationSettings as settings } from '../helpers/rotationFixture.js';
 
 const fresh = useFreshRotations();
 
 const KIB = 1024;
 
-const settings = (over: Partial<RotationSettings> = {}): RotationSettings => ({
-  batchSize: 100,
-  workers: 1,
-  leaseMs: 30_000,
-  lockTimeoutMs: 5000,
-  statementTimeoutMs: 60_000,
-  onError: 'continue',
-  ...over,
-});
 
 /** The plaintext of a large email value (a document stand-in): ~100 kB, ~180 kB stored. */
 const documentOf = (id: number) => `document ${id} ${'lorem ipsum '.repeat(8500)}`;

@@ -14,26 +14,17 @@ import { createPool } from '../../src/db/pool.js';
 import { RunConflictError } from '../../src/errors.js';
 import { startOrJoinRun } from '../../src/rotation/planRun.js';
 import { claimRangeSql, releaseRangeSql, selectRunProgressSql, type ClaimedRange } from '../../src/rotation/rangesSql.js';
-import { runRotation, type RotationOutcome, type RotationSettings } from '../../src/rotation/rotate.js';
+import { runRotation, type RotationOutcome } from '../../src/rotation/rotate.js';
 import { readRunStatus } from '../../src/rotation/runStatus.js';
 import { describeRecords, listHistory } from '../../src/schema/history.js';
 import type { BatchTransformer } from '../../src/rotation/rotateRange.js';
 import { transformBatch } from '../../src/rotation/transformBatch.js';
 import type { ResolvedTarget } from '../../src/schema/resolveTarget.js';
-import { bothKeysCodec, countRewrites, expectAllUnderKey, expectEachRewrittenOnce, expectExit, useFreshRotations, peopleRunParts } from '../helpers/rotationFixture.js';
+import { bothKeysCodec, countRewrites, expectAllUnderKey, expectEachRewrittenOnce, expectExit, useFreshRotations, peopleRunParts, rotationSettings as settings } from '../helpers/rotationFixture.js';
 import { waitForLockWait } from '../helpers/database.js';
 
 const fresh = useFreshRotations();
 
-const settings = (over: Partial<RotationSettings> = {}): RotationSettings => ({
-  batchSize: 100,
-  workers: 1,
-  leaseMs: 30_000,
-  lockTimeoutMs: 5000,
-  statementTimeoutMs: 60_000,
-  onError: 'continue',
-  ...over,
-});
 
 /** A database of `rows` people with both keys registered, and what runRotation needs for it. */
 async function rotationOf(label: string, rows: number) {
