@@ -23,6 +23,9 @@
  *
  * A value's bytes are counted as its characters: the stored formats are ASCII.
  */
+import type pg from 'pg';
+import type { ResolvedTarget } from '../schema/resolveTarget.js';
+import { selectValueBytesSql, type RowKey } from './batchSql.js';
 import { batchLength, type ReadBatch, type ReadRow } from './readRows.js';
 
 /**
@@ -112,4 +115,20 @@ export class BatchBudget {
     this.learn(rows, bytes);
     return keep;
   }
+}
+
+/**
+ * Sizes `budget` from a probe of the value bytes of the next PROBE_ROWS rows
+ * of `range` (selectValueBytesSql), unless a read has already sized it: what
+ * a range's, a dry run's or a verify scan's first read starts from.
+ */
+export async function sizeFromProbe(
+  db: Pick<pg.ClientBase, 'query'>,
+  target: ResolvedTarget,
+  budget: BatchBudget,
+  range: { after: RowKey | null; upTo: RowKey | null },
+): Promise<void> {
+  if (budget.sized) return;
+  const probe = (await db.query<{ rows: number; bytes: number }>(selectValueBytesSql(target, range, PROBE_ROWS))).rows[0]!;
+  budget.learn(probe.rows, probe.bytes);
 }

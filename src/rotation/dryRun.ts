@@ -5,8 +5,8 @@
 import type pg from 'pg';
 
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
-import { BatchBudget, DEFAULT_BATCH_MAX_BYTES, PROBE_ROWS } from './batchBudget.js';
-import { countAlreadyDoneSql, selectBatchSql, selectValueBytesSql, type RowKey } from './batchSql.js';
+import { BatchBudget, DEFAULT_BATCH_MAX_BYTES, sizeFromProbe } from './batchBudget.js';
+import { countAlreadyDoneSql, selectBatchSql, type RowKey } from './batchSql.js';
 import { batchLength, rowKeyAt, sliceBatch, toReadBatch } from './readRows.js';
 import type { BatchTransformer } from './rotateRange.js';
 import { asTargetChanged } from './targetChanged.js';
@@ -80,10 +80,7 @@ export async function dryRunTarget(
       report.complete = false;
       return report;
     }
-    if (!budget.sized) {
-      const probe = (await pool.query<{ rows: number; bytes: number }>(selectValueBytesSql(target, { after, upTo: null }, PROBE_ROWS)).catch(changed)).rows[0]!;
-      budget.learn(probe.rows, probe.bytes);
-    }
+    await sizeFromProbe(pool, target, budget, { after, upTo: null }).catch(changed);
     const limit = budget.nextLimit(nothingTaken);
     const read = toReadBatch(
       target,

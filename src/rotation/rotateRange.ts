@@ -11,8 +11,8 @@ import type { Logger } from 'pino';
 import { withTransaction } from '../db/withTransaction.js';
 import { LeaseLostError, RunConflictError } from '../errors.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
-import { BatchBudget, PROBE_ROWS, batchBytes } from './batchBudget.js';
-import { casUpdateSql, selectBatchSql, selectRowsByKeySql, selectValueBytesSql, type RowKey } from './batchSql.js';
+import { BatchBudget, batchBytes, sizeFromProbe } from './batchBudget.js';
+import { casUpdateSql, selectBatchSql, selectRowsByKeySql, type RowKey } from './batchSql.js';
 import { batchLength, concatBatches, rowKeyAt, sliceBatch, toReadBatch, type ReadBatch } from './readRows.js';
 import {
   advanceCheckpointSql,
@@ -227,10 +227,7 @@ function readBatch(
         : toReadBatch(target, []);
       if (keysetDone) return { reread, keyset: toReadBatch(target, []), exhausted: true };
       const range = { after: state.after, upTo };
-      if (!budget.sized) {
-        const probe = (await client.query<{ rows: number; bytes: number }>(selectValueBytesSql(target, range, PROBE_ROWS))).rows[0]!;
-        budget.learn(probe.rows, probe.bytes);
-      }
+      await sizeFromProbe(client, target, budget, range);
       const taken = { rows: batchLength(reread), bytes: batchBytes(reread) };
       const limit = budget.nextLimit(taken);
       // The rows read again fill the budget: the keyset waits for the next batch.

@@ -21,8 +21,8 @@ import type pg from 'pg';
 import Cursor from 'pg-cursor';
 import { selectRowEstimateSql } from '../db/catalog.js';
 import { withTransaction } from '../db/withTransaction.js';
-import { BatchBudget, DEFAULT_BATCH_MAX_BYTES, PROBE_ROWS, readRowsBytes } from '../rotation/batchBudget.js';
-import { selectBatchSql, selectValueBytesSql, type RowKey } from '../rotation/batchSql.js';
+import { BatchBudget, DEFAULT_BATCH_MAX_BYTES, readRowsBytes, sizeFromProbe } from '../rotation/batchBudget.js';
+import { selectBatchSql, type RowKey } from '../rotation/batchSql.js';
 import { toReadRows, type ReadRow } from '../rotation/readRows.js';
 import type { ResolvedTarget } from '../schema/resolveTarget.js';
 import { compareKeysSql, selectCountSql, selectWindowStartsSql } from './verifySql.js';
@@ -47,13 +47,6 @@ export const DEFAULT_PAGE_MAX_BYTES = DEFAULT_BATCH_MAX_BYTES;
 /** Reads that take no rows read again into account (verify reads each row once). */
 const NOTHING_TAKEN = { rows: 0, bytes: 0 };
 
-/** The byte budget of one target's pages, sized by a probe of the rows after `after` if nothing was read yet. */
-async function sizeBudget(c: pg.ClientBase, target: ResolvedTarget, budget: BatchBudget, range: { after: RowKey | null; upTo: RowKey | null }): Promise<void> {
-  if (budget.sized) return;
-  const probe = (await c.query<{ rows: number; bytes: number }>(selectValueBytesSql(target, range, PROBE_ROWS))).rows[0]!;
-  budget.learn(probe.rows, probe.bytes);
-}
-
 /** Streams every row of `target` in key order; returns how many rows were read. */
 export async function readAllRows(client: pg.ClientBase, target: ResolvedTarget, onRows: OnRows, sizes: ScanSizes = {}): Promise<number> {
   const chunkRows = sizes.chunkRows ?? DEFAULT_CHUNK;
@@ -67,7 +60,7 @@ export async function readAllRows(client: pg.ClientBase, target: ResolvedTarget,
     const { read, last } = await withTransaction(
       client as pg.Client,
       async (c) => {
-        await sizeBudget(c, target, budget, { after: from, upTo: null });
+        await sizeFromProbe(c, target, budget, { after: from, upTo: null });
         const statement = selectBatchSql(target, { after: from, upTo: null }, null, chunkRows);
         const cursor = c.query(new Cursor<Record<string, unknown>>(statement.text, statement.values));
         let read = 0;
@@ -200,7 +193,7 @@ export async function readSampleRows(
         let rows = 0;
         let last: RowKey | null = null;
         while (rows < limit) {
-          await sizeBudget(c, target, budget, { after: from, upTo });
+          await sizeFromProbe(c, target, budget, { after: from, upTo });
           const ask = Math.min(limit - rows, budget.nextLimit(NOTHING_TAKEN));
           const piece = toReadRows(target, (await c.query<Record<string, unknown>>(selectBatchSql(target, { after: from, upTo }, null, ask))).rows);
           if (piece.length === 0) break;
