@@ -8,16 +8,19 @@
  * 32-byte Fernet key; the last 16 bytes are the AES key. Functions here work on
  * raw token bytes; text encodings belong to the format handlers.
  */
-import { createCipheriv, createDecipheriv, createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { Aes128Cbc } from './aes128Cbc.js';
 
 /**
- * The two halves of a 32-byte Fernet key, prepared once per key: the AES half
- * as a KeyObject (createCipheriv with a KeyObject skips per-value key import,
- * about 25% faster), the HMAC half as a Buffer (no gain from a KeyObject there).
+ * The two halves of a 32-byte Fernet key, prepared once per key: the HMAC half
+ * as a Buffer (no gain from a KeyObject there), the AES half as a KeyObject
+ * and the long-lived AES-CBC contexts every value under the key shares
+ * (aes128Cbc.ts: about 2.2 µs less per value each way).
  */
 export interface FernetKey {
   readonly signing: Buffer;
   readonly encryption: KeyObject;
+  readonly cbc: Aes128Cbc;
 }
 
 /** Why a token's bytes are structurally unusable (no key needed to tell). */
@@ -32,10 +35,8 @@ const MAX_TIMESTAMP_HIGH = 0x200000;
 /** Splits a 32-byte Fernet key into its signing and encryption halves. */
 export function splitFernetKey(key32: Buffer): FernetKey {
   if (key32.length !== 32) throw new RangeError('a Fernet key is 32 bytes');
-  return {
-    signing: Buffer.from(key32.subarray(0, 16)),
-    encryption: createSecretKey(Buffer.from(key32.subarray(16, 32))),
-  };
+  const encryption = createSecretKey(Buffer.from(key32.subarray(16, 32)));
+  return { signing: Buffer.from(key32.subarray(0, 16)), encryption, cbc: new Aes128Cbc(encryption) };
 }
 
 /** Encrypts `plaintext` into raw Fernet token bytes with the given timestamp and 16-byte IV. */
@@ -47,10 +48,7 @@ export function sealFernetToken(key: FernetKey, plaintext: Uint8Array, timestamp
   token.writeUInt32BE(Math.floor(timestamp / 0x100000000), 1);
   token.writeUInt32BE(timestamp >>> 0, 5);
   token.set(iv.subarray(0, 16), 9);
-  const cipher = createCipheriv('aes-128-cbc', key.encryption, iv);
-  const head = cipher.update(plaintext);
-  token.set(head, HEADER);
-  token.set(cipher.final(), HEADER + head.length);
+  token.set(key.cbc.encrypt(plaintext, iv), HEADER);
   const mac = createHmac('sha256', key.signing).update(token.subarray(0, macStart)).digest();
   token.set(mac, macStart);
   return token;
@@ -94,12 +92,5 @@ export function verifyFernetMac(key: FernetKey, token: Buffer): boolean {
  * padding — only reachable with a valid MAC, i.e. the writer itself was broken.
  */
 export function openFernetToken(key: FernetKey, token: Buffer): Buffer | undefined {
-  const decipher = createDecipheriv('aes-128-cbc', key.encryption, token.subarray(9, HEADER));
-  try {
-    const head = decipher.update(token.subarray(HEADER, token.length - MAC));
-    const tail = decipher.final();
-    return tail.length === 0 ? head : Buffer.concat([head, tail]);
-  } catch {
-    return undefined;
-  }
+  return key.cbc.decrypt(token.subarray(HEADER, token.length - MAC), token.subarray(9, HEADER));
 }
