@@ -4,6 +4,7 @@
 
 import pg from 'pg';
 import { connectTimeoutOf } from './connectTimeout.js';
+import { keepAliveOf } from './keepAlive.js';
 
 /** The subset of a pino logger the db layer uses; any pino Logger satisfies it. */
 export interface DbLogger {
@@ -109,8 +110,9 @@ export interface CreatePoolOptions {
  *
  * Why the settings: a bounded connect timeout so an unreachable server fails
  * the command instead of hanging it (the URL's libpq connect_timeout, which
- * pg's JavaScript client would ignore, else 10 s); TCP keepalive so a half-dead connection
- * behind a NAT or load balancer is noticed during long runs; application_name
+ * pg's JavaScript client would ignore, else 10 s); TCP keepalive after 30 s
+ * of silence (keepAlive.ts), so a flow behind a NAT or load balancer stays
+ * alive through a long statement and a dead one is noticed; application_name
  * so pg_stat_activity shows who holds a lock. A parameter given in the URL
  * (e.g. `?application_name=`) wins over these defaults, as pg parses the URL
  * last.
@@ -129,7 +131,7 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
     max: options.max ?? 10,
     connectionTimeoutMillis: options.connectionTimeoutMillis ?? connectTimeoutOf(databaseUrl) ?? CONNECT_TIMEOUT_MS,
     idleTimeoutMillis: options.idleTimeoutMillis ?? 30_000,
-    keepAlive: true,
+    ...keepAliveOf(databaseUrl),
   });
   pool.on('error', (err: Error & { code?: string }) => {
     // Only code and message: the URL (with its password) is never logged.
@@ -152,7 +154,7 @@ export async function connectClient(databaseUrl: string, applicationName: string
     connectionString: databaseUrl,
     application_name: applicationName,
     connectionTimeoutMillis: timeoutMs,
-    keepAlive: true,
+    ...keepAliveOf(databaseUrl),
   });
   client.on('error', ignoreCheckedOutClientError);
   try {
