@@ -15,7 +15,14 @@
  * page before it (the first from a probe of the next rows' value lengths),
  * never above the page rows and never below 1, so a single row larger than the
  * budget is still read, alone. Normal rows never meet the budget: their pages
- * are 2,000 rows, as before, and the scan query is unchanged.
+ * are 500 rows, and the scan query is unchanged.
+ *
+ * Why 500 rows, not more: the rows of the page being decrypted are what
+ * survives V8's young-generation collections, and the more survives, the
+ * sooner V8 grows that generation towards its 48 MiB ceiling. With pages of
+ * 2,000 rows verify's peak RSS rose from 116 MiB on 50,000 rows to 151–163
+ * MiB on 500,000; with 500 it stays at 103–104 MiB on both, and the scan is
+ * as fast or faster (bench, --only verify).
  */
 import type pg from 'pg';
 import Cursor from 'pg-cursor';
@@ -34,14 +41,14 @@ export type OnRows = (rows: ReadRow[]) => Promise<void> | void;
 export interface ScanSizes {
   /** Rows per keyset chunk, i.e. per read-only transaction (default 10,000). */
   chunkRows?: number;
-  /** Rows per cursor read (default 2,000). */
+  /** Rows per cursor read (default 500). */
   pageRows?: number;
   /** Value bytes a page may carry (default DEFAULT_PAGE_MAX_BYTES); a single larger row is still a page. */
   pageMaxBytes?: number | undefined;
 }
 
 const DEFAULT_CHUNK = 10_000;
-const DEFAULT_PAGE = 2_000;
+const DEFAULT_PAGE = 500;
 /** The value bytes of a page by default: a rotation batch's (with the next page in flight, ~2× that is held). */
 export const DEFAULT_PAGE_MAX_BYTES = DEFAULT_BATCH_MAX_BYTES;
 /** Reads that take no rows read again into account (verify reads each row once). */
