@@ -148,7 +148,7 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
  * still holds open (say, waiting for a password we do not have) cannot keep
  * the process alive.
  */
-export async function connectClient(databaseUrl: string, applicationName: string): Promise<pg.Client> {
+export async function connectClient(databaseUrl: string, applicationName: string, signal?: AbortSignal): Promise<pg.Client> {
   const timeoutMs = connectTimeoutOf(databaseUrl) ?? CONNECT_TIMEOUT_MS;
   const client = new ClosingClient({
     connectionString: databaseUrl,
@@ -157,6 +157,9 @@ export async function connectClient(databaseUrl: string, applicationName: string
     ...keepAliveOf(databaseUrl),
   });
   client.on('error', ignoreCheckedOutClientError);
+  // Aborting closes the socket; the pending connect (or its SET) then fails.
+  const abort = () => void client.end().catch(() => undefined);
+  signal?.addEventListener('abort', abort, { once: true });
   try {
     await client.connect();
   } catch (err) {
@@ -166,6 +169,8 @@ export async function connectClient(databaseUrl: string, applicationName: string
       throw new Error(`Connection terminated due to connection timeout (no answer within ${timeoutMs / 1000} s)`, { cause: err });
     }
     throw err;
+  } finally {
+    signal?.removeEventListener('abort', abort);
   }
   return client;
 }

@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { assertDedicatedSession } from '../db/dedicatedSession.js';
 import { connectClient } from '../db/pool.js';
 import { quoteIdent } from '../db/quote.js';
 import { RunConflictError, SchemaIncompatibleError, UsageError } from '../errors.js';
@@ -140,9 +141,14 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
   try {
     // A dry run still makes node-pg-migrate create its schema and table to read
     // what has run; doing it in a transaction we roll back keeps "nothing written".
+    // It is one transaction, so it also runs whole through a transaction-mode pooler.
     if (options.dryRun) await client.query('BEGIN');
-    // A dry run writes nothing and needs no lock (inside its transaction a session lock is pointless).
-    else await acquireMigrationLock(client, options.logger);
+    else {
+      // Before the lock and anything written: behind a transaction-mode pooler, both would go astray.
+      await assertDedicatedSession(client, options.databaseUrl, 'pg-rekey migrate');
+      // A dry run writes nothing and needs no lock (inside its transaction a session lock is pointless).
+      await acquireMigrationLock(client, options.logger);
+    }
     await refuseNewerSchema(client, options.schema);
     if (options.direction === 'down') {
       // Held until the end: a rotation starting after the check below would
