@@ -196,7 +196,10 @@ function connectSetupError(failure: ConnectSetupFailure, err: unknown): PgRekeyE
       );
     case 'tls':
       return new DatabaseError(
-        `database unavailable: the SSL connection failed: ${(err as Error).message} — check sslmode and sslrootcert in the database URL against the server's certificate`,
+        `database unavailable: the SSL connection failed: ${(err as Error).message} — pg-rekey checks the server's certificate and host name ` +
+          'whenever the database URL asks for SSL (sslmode=require, prefer and verify-ca are checked as verify-full, unlike libpq): ' +
+          'name the CA that signed it with sslrootcert=/path/to/ca.pem in the URL (on Amazon RDS, the region\'s certificate bundle), ' +
+          "or, to encrypt without checking the certificate as libpq's sslmode=require does, add uselibpqcompat=true to the URL",
         { cause: err },
       );
   }

@@ -5,6 +5,7 @@
 import pg from 'pg';
 import { connectTimeoutOf } from './connectTimeout.js';
 import { keepAliveOf } from './keepAlive.js';
+import { withSslModeAsApplied } from './sslMode.js';
 
 /** The subset of a pino logger the db layer uses; any pino Logger satisfies it. */
 export interface DbLogger {
@@ -126,7 +127,7 @@ export interface CreatePoolOptions {
 export function createPool(databaseUrl: string, options: CreatePoolOptions = {}): pg.Pool {
   const pool = new pg.Pool({
     Client: ClosingClient,
-    connectionString: databaseUrl,
+    connectionString: withSslModeAsApplied(databaseUrl),
     application_name: options.applicationName ?? 'pg-rekey',
     max: options.max ?? 10,
     connectionTimeoutMillis: options.connectionTimeoutMillis ?? connectTimeoutOf(databaseUrl) ?? CONNECT_TIMEOUT_MS,
@@ -151,7 +152,7 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
 export async function connectClient(databaseUrl: string, applicationName: string, signal?: AbortSignal): Promise<pg.Client> {
   const timeoutMs = connectTimeoutOf(databaseUrl) ?? CONNECT_TIMEOUT_MS;
   const client = new ClosingClient({
-    connectionString: databaseUrl,
+    connectionString: withSslModeAsApplied(databaseUrl),
     application_name: applicationName,
     connectionTimeoutMillis: timeoutMs,
     ...keepAliveOf(databaseUrl),
