@@ -23,8 +23,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const server: TestServer = await startTestServer(log);
   // On someone else's server, a fixed template name would collide with a parallel run.
   const template = server.kind === 'external' ? `${TEMPLATE_DATABASE}_${runId}` : TEMPLATE_DATABASE;
+  let versionNum: number;
   try {
     await prepareTemplate(server.adminUrl, template);
+    versionNum = await withAdminClient(server.adminUrl, async (admin) =>
+      Number((await admin.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0]!.v),
+    );
+    if (!Number.isInteger(versionNum)) throw new Error(`cannot read the test server's server_version_num (got ${versionNum})`);
   } catch (err) {
     await server.stop(); // vitest does not call a teardown that was never returned
     throw err;
@@ -34,6 +39,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('pgAdminUrl', server.adminUrl);
   project.provide('pgTemplateDatabase', template);
   project.provide('pgRunId', runId);
+  project.provide('pgServerVersionNum', versionNum);
   project.provide('pgServerKind', server.kind);
   process.env[ADMIN_URL_ENV] = server.adminUrl;
 

@@ -14,6 +14,13 @@ declare module 'vitest' {
     pgRunId: string;
     /** Which discovery step found the server, for diagnostics. */
     pgServerKind: 'external' | 'docker' | 'embedded';
+    /**
+     * The server's server_version_num (180004 for 18.4). The suite runs on the
+     * embedded 18 by default, and on a developer's own server (an older one,
+     * say) through PG_REKEY_TEST_DATABASE_URL: tests of a version's features
+     * run where the server has them.
+     */
+    pgServerVersionNum: number;
   }
 }
 

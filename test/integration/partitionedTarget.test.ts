@@ -8,7 +8,8 @@
  */
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import '../helpers/provided.js';
 import { useTestDatabase } from '../helpers/database.js';
 import {
   bothKeysCodec,
@@ -24,6 +25,8 @@ import {
 const db = useTestDatabase('partitioned');
 let ws: RotationWorkspace;
 const ROWS = 3000;
+/** Partitioned targets need PostgreSQL 18: NOT VALID foreign keys on a partitioned table. */
+const PARTITIONS_SUPPORTED = inject('pgServerVersionNum') >= 180000;
 
 /** Every key-version index of `table`'s partition tree: its table and whether it is valid. */
 async function keyVersionIndexes(table: string): Promise<{ tbl: string; idx: string; valid: boolean }[]> {
@@ -59,7 +62,17 @@ beforeAll(async () => {
 
 afterAll(() => ws?.cleanup());
 
-describe('a partitioned target', () => {
+describe.runIf(!PARTITIONS_SUPPORTED)('a partitioned target, before PostgreSQL 18', () => {
+  it('is refused by target add (exit 2), saying why and what to do; nothing is written', async () => {
+    const added = await ws.run(['target', 'add', '--table', 'public.people', '--columns', 'email,mobno', '--format', 'django-fernet-v1']);
+    expectExit(added, 2);
+    expect(added.stderr).toMatch(/public\.people is partitioned, and before PostgreSQL 18 \(this server is \d+\) a foreign key on a partitioned table cannot be added NOT VALID/);
+    expect(added.stderr).toMatch(/Upgrade to PostgreSQL 18/);
+    expect(await readdir(path.join(ws.dir, 'migrations')).catch(() => [])).toEqual([]);
+  });
+});
+
+describe.runIf(PARTITIONS_SUPPORTED)('a partitioned target', () => {
   it('migrates lock-safely: every partition indexed CONCURRENTLY and attached, foreign keys validated', async () => {
     const added = await ws.run(['target', 'add', '--table', 'public.people', '--columns', 'email,mobno', '--format', 'django-fernet-v1', '--json']);
     expectExit(added, 0);
