@@ -31,7 +31,10 @@ export async function runCli(argv: string[]): Promise<ExitCodeValue> {
     })
     .option('database-url', {
       type: 'string',
-      describe: 'PostgreSQL connection URL (default: env DATABASE_URL)',
+      describe:
+        'PostgreSQL connection URL (default: env DATABASE_URL). libpq parameters pg-rekey reads: connect_timeout, keepalives, ' +
+        'keepalives_idle, sslmode (require checks the certificate as verify-full), sslrootcert. migrate needs one server session: ' +
+        'not a transaction-mode pooler',
       global: true,
       coerce: givenOnce('database-url'),
     })
