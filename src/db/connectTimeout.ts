@@ -8,7 +8,7 @@
  * 1 means 2 (its minimum). Anything else is refused, as libpq refuses it,
  * rather than guessed at.
  */
-import { UsageError } from '../errors.js';
+import { libpqInteger, urlParamsOf } from './urlParams.js';
 
 /** libpq's smallest connect_timeout, in seconds: it reads 1 as 2. */
 const LIBPQ_MIN_SECONDS = 2;
@@ -19,17 +19,9 @@ const LIBPQ_MIN_SECONDS = 2;
  * can, and the default applies).
  */
 export function connectTimeoutOf(databaseUrl: string): number | undefined {
-  let text: string | null;
-  try {
-    text = new URL(databaseUrl).searchParams.get('connect_timeout');
-  } catch {
-    return undefined;
-  }
-  if (text === null) return undefined;
-  if (!/^\s*[-+]?\d+\s*$/.test(text)) {
-    throw new UsageError(`connect_timeout=${text} in the database URL is not a whole number of seconds (libpq's rule; 0 waits indefinitely)`);
-  }
-  const seconds = Number(text);
+  const params = urlParamsOf(databaseUrl);
+  const seconds = params && libpqInteger(params, 'connect_timeout', 'seconds; 0 waits indefinitely');
+  if (seconds === undefined) return undefined;
   if (seconds <= 0) return 0;
   // Past a timer's range (about 24 days) Node would fire it at once.
   return Math.min(Math.max(seconds, LIBPQ_MIN_SECONDS) * 1000, 2 ** 31 - 1);

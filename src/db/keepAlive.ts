@@ -13,7 +13,7 @@
  * JavaScript client ignores them): `keepalives=0` turns keepalive off,
  * `keepalives_idle=N` probes after N s of silence (0: the kernel's default).
  */
-import { UsageError } from '../errors.js';
+import { libpqInteger, urlParamsOf } from './urlParams.js';
 
 /** Seconds of silence before the first keepalive probe, unless the URL says otherwise. */
 export const KEEPALIVE_IDLE_SECONDS = 30;
@@ -24,26 +24,11 @@ export interface KeepAliveSettings {
   keepAliveInitialDelayMillis: number;
 }
 
-/** A libpq integer setting from the URL's query, or undefined when absent. */
-function integerSetting(params: URLSearchParams, name: string, meaning: string): number | undefined {
-  const text = params.get(name);
-  if (text === null) return undefined;
-  if (!/^\s*[-+]?\d+\s*$/.test(text)) {
-    throw new UsageError(`${name}=${text} in the database URL is not a whole number (libpq's rule; ${meaning})`);
-  }
-  return Number(text);
-}
-
 /** The keepalive settings for `databaseUrl` (a connection string that is not a URL gets the defaults). */
 export function keepAliveOf(databaseUrl: string): KeepAliveSettings {
-  let params: URLSearchParams;
-  try {
-    params = new URL(databaseUrl).searchParams;
-  } catch {
-    return { keepAlive: true, keepAliveInitialDelayMillis: KEEPALIVE_IDLE_SECONDS * 1000 };
-  }
-  const enabled = integerSetting(params, 'keepalives', '1 turns TCP keepalive on, 0 off');
-  const idle = integerSetting(params, 'keepalives_idle', "seconds of silence before a probe, 0 for the kernel's default");
+  const params = urlParamsOf(databaseUrl) ?? new URLSearchParams();
+  const enabled = libpqInteger(params, 'keepalives', '1 turns TCP keepalive on, 0 off');
+  const idle = libpqInteger(params, 'keepalives_idle', "seconds of silence before a probe, 0 for the kernel's default");
   if (enabled === 0) return { keepAlive: false, keepAliveInitialDelayMillis: 0 };
   const seconds = idle === undefined ? KEEPALIVE_IDLE_SECONDS : Math.max(idle, 0);
   // Past a timer's range Node would misread it; no idle time is that long in practice.

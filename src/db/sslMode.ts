@@ -11,17 +11,14 @@
  * libpq's meaning.
  */
 
+import { urlParamsOf } from './urlParams.js';
+
 /** The modes node-postgres checks as verify-full unless the URL asks for libpq's meaning. */
 const CHECKED_AS_VERIFY_FULL = /([?&]sslmode=)(prefer|require|verify-ca)(?=&|#|$)/;
 
 /** `databaseUrl` with its sslmode spelled as node-postgres applies it. Only that parameter's text changes. */
 export function withSslModeAsApplied(databaseUrl: string): string {
-  let params: URLSearchParams;
-  try {
-    params = new URL(databaseUrl).searchParams;
-  } catch {
-    return databaseUrl; // not a URL: pg reads it as it can
-  }
-  if (params.get('uselibpqcompat') === 'true') return databaseUrl;
+  const params = urlParamsOf(databaseUrl);
+  if (params === undefined || params.get('uselibpqcompat') === 'true') return databaseUrl;
   return databaseUrl.replace(CHECKED_AS_VERIFY_FULL, '$1verify-full');
 }
