@@ -125,14 +125,14 @@ export interface CreatePoolOptions {
  * removed from the pool by pg, and the next checkout connects afresh.
  */
 export function createPool(databaseUrl: string, options: CreatePoolOptions = {}): pg.Pool {
+  const settings = connectionSettings(databaseUrl);
   const pool = new pg.Pool({
     Client: ClosingClient,
-    connectionString: withSslModeAsApplied(databaseUrl),
+    ...settings,
     application_name: options.applicationName ?? 'pg-rekey',
     max: options.max ?? 10,
-    connectionTimeoutMillis: options.connectionTimeoutMillis ?? connectTimeoutOf(databaseUrl) ?? CONNECT_TIMEOUT_MS,
+    connectionTimeoutMillis: options.connectionTimeoutMillis ?? settings.connectionTimeoutMillis,
     idleTimeoutMillis: options.idleTimeoutMillis ?? 30_000,
-    ...keepAliveOf(databaseUrl),
   });
   pool.on('error', (err: Error & { code?: string }) => {
     // Only code and message: the URL (with its password) is never logged.
@@ -143,6 +143,20 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
 }
 
 /**
+ * What every connection of pg-rekey's gets from the database URL, pooled or
+ * not: the URL itself (its sslmode spelled as node-postgres applies it), the
+ * connect timeout (the URL's libpq connect_timeout, else 10 s) and TCP
+ * keepalive (the URL's libpq keepalives settings, else after 30 s).
+ */
+function connectionSettings(databaseUrl: string) {
+  return {
+    connectionString: withSslModeAsApplied(databaseUrl),
+    connectionTimeoutMillis: connectTimeoutOf(databaseUrl) ?? CONNECT_TIMEOUT_MS,
+    ...keepAliveOf(databaseUrl),
+  };
+}
+
+/**
  * Connects a single pg.Client (for work that needs one session, such as
  * migrations under a session advisory lock) with the pool's connect timeout
  * and keepalive. On failure the client is closed, so a socket the server
@@ -150,13 +164,8 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
  * the process alive.
  */
 export async function connectClient(databaseUrl: string, applicationName: string, signal?: AbortSignal): Promise<pg.Client> {
-  const timeoutMs = connectTimeoutOf(databaseUrl) ?? CONNECT_TIMEOUT_MS;
-  const client = new ClosingClient({
-    connectionString: withSslModeAsApplied(databaseUrl),
-    application_name: applicationName,
-    connectionTimeoutMillis: timeoutMs,
-    ...keepAliveOf(databaseUrl),
-  });
+  const settings = connectionSettings(databaseUrl);
+  const client = new ClosingClient({ ...settings, application_name: applicationName });
   client.on('error', ignoreCheckedOutClientError);
   // Aborting closes the socket; the pending connect (or its SET) then fails.
   const abort = () => void client.end().catch(() => undefined);
@@ -167,7 +176,7 @@ export async function connectClient(databaseUrl: string, applicationName: string
     if ((err as Error)?.message === 'timeout expired') {
       // pg.Client's own wording for connectionTimeoutMillis; say it as pg.Pool does,
       // which is what isConnectionError recognises.
-      throw new Error(`Connection terminated due to connection timeout (no answer within ${timeoutMs / 1000} s)`, { cause: err });
+      throw new Error(`Connection terminated due to connection timeout (no answer within ${settings.connectionTimeoutMillis / 1000} s)`, { cause: err });
     }
     throw err;
   } finally {

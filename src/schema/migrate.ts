@@ -141,12 +141,12 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
   try {
     // A dry run still makes node-pg-migrate create its schema and table to read
     // what has run; doing it in a transaction we roll back keeps "nothing written".
-    // It is one transaction, so it also runs whole through a transaction-mode pooler.
+    // It writes nothing and needs no lock (inside its transaction a session lock is
+    // pointless), and as one transaction it also runs whole through a transaction-mode pooler.
     if (options.dryRun) await client.query('BEGIN');
     else {
       // Before the lock and anything written: behind a transaction-mode pooler, both would go astray.
       await assertDedicatedSession(client, options.databaseUrl, 'pg-rekey migrate');
-      // A dry run writes nothing and needs no lock (inside its transaction a session lock is pointless).
       await acquireMigrationLock(client, options.logger);
     }
     await refuseNewerSchema(client, options.schema);
